@@ -1,0 +1,1 @@
+"""Shared helpers: checkpoints, padding, image I/O, metrics, configuration, training engine."""

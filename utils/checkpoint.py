@@ -1,0 +1,149 @@
+"""Loading and saving checkpoints: the released files, bare state dicts and our own.
+
+Every script loads weights through ``load_weights`` / ``build_model``, so the
+same rules hold everywhere: ``torch.load(weights_only=True)`` (a checkpoint
+cannot run code), any device's file loads on any device, DataParallel
+(``module.``) and torch.compile (``_orig_mod.``) prefixes are removed, and a
+file that does not fit the model says why, and which preset it does fit.
+"""
+import os
+import tempfile
+from collections import OrderedDict
+from typing import Any, Dict, Mapping, Optional
+
+import torch
+
+from MPRNet import MPRNet, PRESETS, canonical_task
+
+__all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'load_checkpoint_file', 'extract_state_dict',
+           'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset']
+
+OFFICIAL_WEIGHTS_URL = 'https://github.com/swz30/MPRNet#pretrained-models (Google Drive links per task)'
+_PREFIXES = ('module.', '_orig_mod.')
+
+
+class CheckpointMismatchError(RuntimeError):
+    """The checkpoint's tensors do not fit the model it is loaded into."""
+
+
+def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
+    """torch.load with weights_only=True; a missing or unreadable file gets a clear message."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for damaged or unsafe files
+        raise RuntimeError(f'cannot read checkpoint {path}: {err}. It may be damaged, partly '
+                           'downloaded, or a pickle that needs code to load (refused for safety).') from err
+
+
+def extract_state_dict(obj: Any) -> 'OrderedDict[str, torch.Tensor]':
+    """The model's tensors from a released checkpoint, one of ours, or a bare state dict."""
+    if isinstance(obj, Mapping) and 'state_dict' in obj and isinstance(obj['state_dict'], Mapping):
+        obj = obj['state_dict']
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointMismatchError("not a model checkpoint: expected {'state_dict': {...}} or a "
+                                      'dict of tensors')
+    clean = OrderedDict()
+    for key, value in obj.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        clean[key] = value
+    return clean
+
+
+def preset_shapes(task: str, **overrides) -> Dict[str, torch.Size]:
+    """Key -> shape of a preset's state dict, built without allocating weights."""
+    with torch.device('meta'):
+        model = MPRNet.for_task(task, **overrides)
+    return {k: v.shape for k, v in model.state_dict().items()}
+
+
+def guess_preset(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The preset whose keys and shapes match `state_dict` exactly, if any."""
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    for task in PRESETS:
+        if shapes == {k: tuple(v) for k, v in preset_shapes(task).items()}:
+            return task
+    return None
+
+
+def _describe(model: MPRNet) -> str:
+    name = model.preset_name()
+    widths = f"n_feat={model.config['n_feat']}"
+    return f'the {name} model ({widths})' if name else f'a custom MPRNet ({widths})'
+
+
+def load_weights(model: MPRNet, source: Any, source_name: str = 'checkpoint') -> MPRNet:
+    """Load `source` (a path, or an already loaded checkpoint object) strictly into `model`.
+
+    Raises CheckpointMismatchError listing missing, unexpected and mis-shaped
+    keys, and naming the preset the file does match.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        source_name = str(source)
+        source = load_checkpoint_file(source_name)
+    state = extract_state_dict(source)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                   for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong_shape:
+        lines = [f'{source_name} does not fit {_describe(model)}:']
+        for label, items in (('missing keys', missing), ('unexpected keys', unexpected),
+                             ('shape mismatches', wrong_shape)):
+            if items:
+                more = f' ... (+{len(items) - 5} more)' if len(items) > 5 else ''
+                lines.append(f'  {len(items)} {label}: ' + ', '.join(items[:5]) + more)
+        found = guess_preset(state)
+        if found:
+            asked = model.preset_name() or 'a custom configuration'
+            lines.append(f"  this looks like the {found} model (n_feat={PRESETS[found]['n_feat']}); "
+                         f'you asked for {asked}')
+        raise CheckpointMismatchError('\n'.join(lines))
+    # The one shared PReLU sits under every block's key; each copy lands in the same parameter.
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def build_model(task: str, weights: Optional[str] = None, **model_kwargs) -> MPRNet:
+    """MPRNet for `task`, with weights loaded if given.
+
+    A checkpoint of ours that records its model configuration (``model_config``)
+    builds that configuration (e.g. a compact model for any task); otherwise
+    the task's preset is used.
+    """
+    task = canonical_task(task)
+    checkpoint = load_checkpoint_file(weights) if weights else None
+    config = dict(PRESETS[task])
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('model_config'), Mapping):
+        config = dict(checkpoint['model_config'])
+    model = MPRNet(**config, **model_kwargs)
+    if checkpoint is not None:
+        load_weights(model, checkpoint, source_name=weights)
+    return model
+
+
+def save_atomic(obj: Any, path: str) -> None:
+    """torch.save to a temporary file in the same folder, then rename over `path`.
+
+    A crash or kill mid-write leaves the previous file intact.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,106 @@
+"""Training configuration: yacs defaults in one place, a task's training.yml, command-line overrides.
+
+The published keys keep their meaning; the keys added by this project are
+marked below. Unknown keys (in a file or on the command line) fail with a
+message naming the key.
+"""
+import argparse
+from typing import List, Optional, Sequence
+
+from yacs.config import CfgNode as CN
+
+__all__ = ['get_default_config', 'load_config', 'add_config_arguments', 'config_from_args', 'ConfigError']
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is wrong."""
+
+
+def get_default_config() -> CN:
+    c = CN()
+    c.GPU = [0]                 # published; with --device auto, the GPU ids to use (CUDA_VISIBLE_DEVICES)
+    c.VERBOSE = False
+
+    c.MODEL = CN()
+    c.MODEL.MODE = 'Deblurring'  # task: Deblurring | Deraining | Denoising
+    c.MODEL.SESSION = 'MPRNet'   # run name: checkpoints and logs go to SAVE_DIR/MODE/{models,logs}/SESSION
+    c.MODEL.PRESET = ''          # ours: architecture preset; '' = the preset of MODE
+    c.MODEL.N_FEAT = 0           # ours: >0 overrides the preset's n_feat
+    c.MODEL.SCALE_UNETFEATS = 0  # ours: >0 overrides the preset's scale_unetfeats
+    c.MODEL.SCALE_ORSNETFEATS = 0  # ours: >0 overrides the preset's scale_orsnetfeats
+    c.MODEL.NUM_CAB = 8          # ours: CABs per ORB
+
+    c.OPTIM = CN()
+    c.OPTIM.BATCH_SIZE = 16      # global batch (split across processes under torchrun)
+    c.OPTIM.NUM_EPOCHS = 3000
+    c.OPTIM.LR_INITIAL = 2e-4
+    c.OPTIM.LR_MIN = 1e-6
+    c.OPTIM.BETA1 = 0.9          # ours (published value hard-coded)
+    c.OPTIM.BETA2 = 0.999        # ours
+    c.OPTIM.EPS = 1e-8           # ours
+    c.OPTIM.WEIGHT_DECAY = 0.0   # ours; Denoising publishes 1e-8
+    c.OPTIM.WARMUP_EPOCHS = 3    # ours: linear warm-up epochs
+    c.OPTIM.COSINE_EXTRA_EPOCHS = 0  # ours: cosine period = NUM_EPOCHS - WARMUP_EPOCHS + this (Denoising: 40)
+    c.OPTIM.LOSS = 'charbonnier_edge'  # ours: charbonnier_edge | charbonnier_clamped
+    c.OPTIM.EDGE_WEIGHT = 0.05   # ours: weight of the edge loss in charbonnier_edge
+    c.OPTIM.AMP = 'off'          # ours: off | bf16 | fp16 (fp16 uses a gradient scaler)
+    c.OPTIM.FUSED_ADAM = False   # ours: fused Adam kernel on CUDA
+    c.OPTIM.CHANNELS_LAST = False  # ours
+    c.OPTIM.COMPILE = False      # ours: torch.compile the model
+    c.OPTIM.BATCH_PATCHES = False  # ours: run stage-1 quadrants / stage-2 halves as one batched call
+    c.OPTIM.GRAD_CHECKPOINT = False  # ours: recompute CAB activations in backward (less memory)
+
+    c.TRAINING = CN()
+    c.TRAINING.VAL_AFTER_EVERY = 20
+    c.TRAINING.VAL_PER_EPOCH = 1   # ours: validations within a validating epoch (Denoising: 3)
+    c.TRAINING.VAL_EPOCHS = []     # ours: extra epochs that validate whatever VAL_AFTER_EVERY says
+    c.TRAINING.RESUME = False
+    c.TRAINING.TRAIN_PS = 256
+    c.TRAINING.VAL_PS = 256        # None (null) validates whole images
+    c.TRAINING.TRAIN_DIR = './Datasets/GoPro/train'
+    c.TRAINING.VAL_DIR = './Datasets/GoPro/test'
+    c.TRAINING.SAVE_DIR = './checkpoints'
+    c.TRAINING.SATURATION_JITTER = False  # ours: the Deblurring-only colour augmentation
+    c.TRAINING.MIXUP_FROM_EPOCH = 0       # ours: MixUp from this epoch on (Denoising: 6); 0 = never
+    c.TRAINING.SYNTHETIC = ''      # ours: '' = paired folders; deblur | derain | denoise = pairs made on the fly
+    c.TRAINING.NUM_WORKERS = 8     # ours: DataLoader workers per process
+    c.TRAINING.VAL_BATCH_SIZE = 16  # ours
+    c.TRAINING.SEED = 1234         # ours (published value hard-coded)
+    c.TRAINING.DETERMINISTIC = False  # ours: deterministic algorithms (slower)
+    c.TRAINING.VAL_IMAGES = 4      # ours: validation images written to TensorBoard
+    return c
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CN:
+    """Defaults, then the YAML file, then KEY VALUE overrides; frozen."""
+    cfg = get_default_config()
+    try:
+        if path:
+            cfg.merge_from_file(path)
+        if overrides:
+            if len(overrides) % 2:
+                raise ConfigError(f'overrides come in KEY VALUE pairs, got {list(overrides)}')
+            cfg.merge_from_list(list(overrides))
+    except (KeyError, ValueError, AssertionError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        text = str(err.args[0]) if err.args else str(err)
+        where = f'in {path}' if path else 'on the command line'
+        if 'Non-existent' in text:  # yacs's words for an unknown key
+            key = text.split(':')[-1].strip()
+            raise ConfigError(f'unknown configuration key {key} {where}; the valid keys and their '
+                              'meaning are listed in utils/config.py') from err
+        raise ConfigError(f'bad configuration value {where}: {text}') from err
+    cfg.freeze()
+    return cfg
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, default_config: Optional[str] = None) -> None:
+    parser.add_argument('--config', default=default_config,
+                        help='YAML file with the training settings (default: %(default)s)')
+    parser.add_argument('opts', nargs=argparse.REMAINDER, default=[],
+                        help='overrides as KEY VALUE pairs, e.g. OPTIM.BATCH_SIZE 8 TRAINING.RESUME True')
+
+
+def config_from_args(args: argparse.Namespace) -> CN:
+    return load_config(args.config, args.opts or [])
