@@ -1,0 +1,54 @@
+"""Restore the deraining benchmarks with MPRNet: Rain100L, Rain100H, Test100, Test1200, Test2800.
+
+Reads <input_dir>/<name>/input for each name in --datasets and writes
+<result_dir>/<name>/<image>.png. A dataset whose folder is missing is reported
+and skipped. Images are reflect-padded to a multiple of 8 and cropped back.
+Score the results with evaluate_PSNR_SSIM.py.
+
+    python test.py
+"""
+import argparse
+import os
+import sys
+from typing import Dict, Optional, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils.testing import add_inference_arguments, load_restorer, plan_folder, restore_folder, run_main  # noqa: E402
+
+TASK = 'Deraining'
+DATASETS = ('Rain100L', 'Rain100H', 'Test100', 'Test1200', 'Test2800')
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Image deraining with MPRNet: restore the test sets')
+    parser.add_argument('--datasets', nargs='+', default=list(DATASETS),
+                        help='test sets to restore (default: %(default)s)')
+    parser.add_argument('--input_dir', default='./Datasets/test/',
+                        help='root holding <name>/input for each test set (default: %(default)s)')
+    parser.add_argument('--result_dir', default='./results/',
+                        help='results go to <result_dir>/<name>/ (default: %(default)s)')
+    add_inference_arguments(parser, TASK)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
+    """Run every available test set; returns {name: written paths}."""
+    args = parse_args(argv)
+    plans = {}  # every test set is checked (names, existing results) before the model runs
+    for name in args.datasets:
+        folder = os.path.join(args.input_dir, name, 'input')
+        if os.path.isdir(folder):
+            plans[name] = plan_folder(folder, os.path.join(args.result_dir, name), args.overwrite)
+        else:
+            print(f'skipping {name}: {folder} not found', file=sys.stderr, flush=True)
+    if not plans:
+        raise FileNotFoundError(f'none of the test sets {", ".join(args.datasets)} is under {args.input_dir} '
+                                '(expected <name>/input; see Datasets/README.md)')
+    restorer = load_restorer(TASK, args)
+    return {name: restore_folder(restorer, plan, batch_size=args.batch_size, desc=name)
+            for name, plan in plans.items()}
+
+
+if __name__ == '__main__':
+    run_main(main)
