@@ -24,17 +24,22 @@ class CharbonnierLoss(nn.Module):
         return torch.mean(torch.sqrt(diff * diff + self.eps * self.eps))
 
 
-def gaussian_kernel_5() -> torch.Tensor:
-    """outer([.05, .25, .4, .25, .05]) as a (1, 1, 5, 5) float32 kernel; it sums to 1."""
-    k = torch.tensor([0.05, 0.25, 0.4, 0.25, 0.05])
-    return torch.outer(k, k)[None, None]
+def gaussian_kernel_5(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """outer([.05, .25, .4, .25, .05]) as a (1, 1, 5, 5) kernel of `dtype`; it sums to 1."""
+    # Built in float64 so that a float64 kernel is not a rounded float32 one.
+    k = torch.tensor([0.05, 0.25, 0.4, 0.25, 0.05], dtype=torch.float64)
+    return torch.outer(k, k)[None, None].to(dtype)
 
 
 def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Depthwise 5x5 blur with replicate padding: (N, C, H, W) -> same."""
+    """Depthwise 5x5 blur with replicate padding: (N, C, H, W) -> same.
+
+    `kernel` is (1, 1, 5, 5), shared by every channel, or already (C, 1, 5, 5).
+    """
     channels = x.shape[1]
-    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode='replicate'), kernel.expand(channels, 1, 5, 5),
-                    groups=channels)
+    if kernel.shape[0] != channels:
+        kernel = kernel.expand(channels, 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode='replicate'), kernel, groups=channels)
 
 
 def laplacian(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -55,13 +60,17 @@ class EdgeLoss(nn.Module):
     def __init__(self, eps: float = 1e-3):
         super().__init__()
         self.charbonnier = CharbonnierLoss(eps)
-        self._base = gaussian_kernel_5()
-        self._kernels: Dict[Tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._base = gaussian_kernel_5(torch.float64)
+        self._kernels: Dict[Tuple[torch.device, torch.dtype, int], torch.Tensor] = {}
 
     def _kernel(self, like: torch.Tensor) -> torch.Tensor:
-        key = (like.device, like.dtype)
+        """The (C, 1, 5, 5) kernel for `like`'s device, dtype and channels, built once."""
+        key = (like.device, like.dtype, like.shape[1])
         if key not in self._kernels:
-            self._kernels[key] = self._base.to(device=like.device, dtype=like.dtype)
+            # Contiguous per-channel copy: an expanded (stride-0) weight would be
+            # copied again inside every convolution.
+            self._kernels[key] = self._base.to(device=like.device, dtype=like.dtype).repeat(
+                like.shape[1], 1, 1, 1)
         return self._kernels[key]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -74,9 +74,11 @@ def get_default_config() -> CN:
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CN:
     """Defaults, then the YAML file, then KEY VALUE overrides; frozen."""
     cfg = get_default_config()
+    where = f'in {path}'  # names the source of a bad key in the error below
     try:
         if path:
             cfg.merge_from_file(path)
+        where = 'on the command line'
         if overrides:
             if len(overrides) % 2:
                 raise ConfigError(f'overrides come in KEY VALUE pairs, got {list(overrides)}')
@@ -85,7 +87,6 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CN
         if isinstance(err, ConfigError):
             raise
         text = str(err.args[0]) if err.args else str(err)
-        where = f'in {path}' if path else 'on the command line'
         if 'Non-existent' in text:  # yacs's words for an unknown key
             key = text.split(':')[-1].strip()
             raise ConfigError(f'unknown configuration key {key} {where}; the valid keys and their '
