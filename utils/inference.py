@@ -3,18 +3,25 @@
 ``Restorer`` pads to a multiple of 8, runs the model, keeps the stage-3
 output, crops back and clamps to [0, 1]. ``precision`` and ``fast`` select
 the optional speed-ups; the default (fp32, no speed-ups) is the exact path
-that reproduces the published numbers.
+that reproduces the published numbers. ``tile`` / ``auto_tile`` run large
+images in overlapping tiles (``utils.tiling``) so memory follows the tile size.
 """
 import contextlib
 from typing import Optional
 
 import torch
 
+from utils import tiling
 from utils.padding import crop_to, pad_to_multiple
 
-__all__ = ['Restorer', 'resolve_device', 'PRECISIONS']
+__all__ = ['Restorer', 'resolve_device', 'PRECISIONS', 'OutOfMemoryError']
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+# torch.OutOfMemoryError is new in torch 2.5; older versions only raise the CUDA one.
+OutOfMemoryError = getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryError)
+# Share of the free memory a whole-image pass may plan to use before auto-tiling takes over.
+MEMORY_FRACTION = 0.8
+MIN_AUTO_TILE = 64
 
 
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -36,12 +43,30 @@ class Restorer:
         precision: 'fp32' (exact), 'fp16' or 'bf16' autocast.
         fast: channels-last memory format, batched stage-1/2 patches and cuDNN autotuning;
             the same function computed in another order.
+        tile: run every image in overlapping tiles of this size (a multiple of 8) that are
+            blended back (``utils.tiling``); None: the whole image at once.
+        tile_overlap: minimum overlap of neighbouring tiles, in pixels.
+        auto_tile: use tiles when the whole image's estimated memory exceeds the device's free
+            memory (with tile=None), and after an out-of-memory error retry with tiles half the size.
+            The tiled result differs slightly from the whole-image one (see README); the exact
+            path is the default (auto_tile=False).
+
+    After each call ``last_tile`` holds the tile size used (None: whole image) and
+    ``last_tiling_reason`` why tiles were chosen automatically (None otherwise).
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device = torch.device('cpu'),
-                 precision: str = 'fp32', fast: bool = False):
+                 precision: str = 'fp32', fast: bool = False, tile: Optional[int] = None,
+                 tile_overlap: int = 32, auto_tile: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if tile is not None:
+            tiling.check_tile_options(tile, tile_overlap)
+        elif not isinstance(tile_overlap, int) or tile_overlap < 0:
+            raise ValueError(f'tile overlap must be a non-negative number of pixels, got {tile_overlap}')
+        self.tile, self.tile_overlap, self.auto_tile = tile, tile_overlap, auto_tile
+        self.last_tile: Optional[int] = None
+        self.last_tiling_reason: Optional[str] = None
         self.device = torch.device(device)
         self.dtype = PRECISIONS[precision]
         self.fast = fast
@@ -67,6 +92,54 @@ class Restorer:
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, torch.float32)
-        padded, size = pad_to_multiple(x)
-        return crop_to(self.forward_padded(padded), size).clamp_(0, 1)
+        self.last_tile, self.last_tiling_reason = self.tile, None
+        if self.tile is None and not self.auto_tile:
+            x = x.to(self.device, torch.float32)
+            padded, size = pad_to_multiple(x)
+            return crop_to(self.forward_padded(padded), size).clamp_(0, 1)
+        # The image stays where it is (usually CPU); only tiles travel to the device.
+        padded, size = pad_to_multiple(x.to(torch.float32))
+        return crop_to(self._forward_large(padded), size).clamp_(0, 1).to(self.device)
+
+    def _element_bytes(self) -> int:
+        return 4 if self.dtype is None else 2
+
+    def _tile_for_memory(self, padded: torch.Tensor) -> Optional[int]:
+        """A tile size when the whole padded image would not fit in free device memory, else None."""
+        n, _, height, width = padded.shape
+        need = tiling.estimate_peak_bytes(self.model, height, width, n, self._element_bytes())
+        free = tiling.free_memory_bytes(self.device)
+        if need is None or free is None or need <= MEMORY_FRACTION * free:
+            return None
+        tile = tiling.largest_tile(self.model, MEMORY_FRACTION * free, n, self._element_bytes(), MIN_AUTO_TILE)
+        self.last_tiling_reason = (f'the whole {height}x{width} image needs about {need / 2**30:.1f} GiB, '
+                                   f'{free / 2**30:.1f} GiB free on {self.device}')
+        return tile
+
+    def _run_tiles(self, padded: torch.Tensor, tile: Optional[int]) -> torch.Tensor:
+        if tile is None:
+            return self.forward_padded(padded.to(self.device))
+        # A tile chosen here (not the caller's) keeps an overlap in proportion to its size.
+        overlap = self.tile_overlap if tile == self.tile else min(self.tile_overlap, tile // 4)
+        return tiling.tiled_forward(lambda t: self.forward_padded(t.to(self.device)), padded, tile, overlap)
+
+    def _forward_large(self, padded: torch.Tensor) -> torch.Tensor:
+        """Whole image or tiles (explicit, or chosen for memory); with auto_tile, an
+        out-of-memory error is retried with tiles half the size, down to MIN_AUTO_TILE."""
+        tile = self.tile if self.tile is not None else self._tile_for_memory(padded)
+        while True:
+            self.last_tile = tile
+            side = tile or max(padded.shape[-2:])
+            smaller = side // 2 // tiling.MULTIPLE * tiling.MULTIPLE
+            try:
+                return self._run_tiles(padded, tile)
+            except OutOfMemoryError as err:
+                if not self.auto_tile or smaller < MIN_AUTO_TILE:
+                    what = f'{side}x{side} tiles' if tile else 'the whole image'
+                    raise OutOfMemoryError(f'out of memory on {self.device} with {what}; run on the CPU, '
+                                           'at a lower precision or with smaller tiles') from err
+            # Outside the except block the failed pass's tensors are freed with its traceback.
+            if self.device.type == 'cuda':
+                torch.cuda.empty_cache()
+            self.last_tiling_reason = f'out of memory with {f"tiles of {tile}" if tile else "the whole image"}'
+            tile = smaller

@@ -1,0 +1,242 @@
+"""Synthetic degradations: reproducible, well-formed, and degrading by the amounts the formulas say."""
+import importlib.util
+import math
+import os
+
+import cv2
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from utils.degradations import (KINDS, add_noise, add_rain, convolve, degrade, motion_blur, motion_kernel,
+                                rain_layer, shake_trajectory, streak_kernel)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def psnr(a, b):
+    return 10 * math.log10(1.0 / float(np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def photo_like(h=40, w=56, seed=0):
+    """A smooth colour image with texture, float32 (h, w, 3) in [0.1, 0.9]."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    img = np.stack([0.5 + 0.3 * np.sin(7 * x + 2 * y), 0.2 + 0.6 * y, 0.5 + 0.2 * np.cos(11 * x * y)], -1)
+    return np.clip(img + 0.05 * rng.standard_normal(img.shape), 0.1, 0.9).astype(np.float32)
+
+
+def iid_texture(size=96, seed=5):
+    """Independent uniform pixels: variance 1/12 per pixel, the case blur formulas are exact for."""
+    return np.random.default_rng(seed).random((size, size, 3)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- common contract
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_same_seed_same_image_other_seed_other_image(kind):
+    img = photo_like()
+    first = degrade(img, kind, np.random.default_rng(7))
+    again = degrade(img, kind, np.random.default_rng(7))
+    other = degrade(img, kind, np.random.default_rng(8))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize('kind', KINDS + ('Deblurring', 'Deraining', 'Denoising'))
+def test_shape_dtype_range_kept_and_input_untouched(kind):
+    img = photo_like(37, 45)
+    before = img.copy()
+    out = degrade(img, kind, np.random.default_rng(0))
+    assert out.shape == img.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 1
+    assert not np.array_equal(out, img)
+    assert np.array_equal(img, before)
+
+
+def test_bad_inputs_are_refused_with_a_reason():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match='unknown degradation'):
+        degrade(photo_like(), 'sharpen', rng)
+    with pytest.raises(ValueError, match='float'):
+        degrade((photo_like() * 255).astype(np.uint8), 'denoise', rng)
+    with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
+        degrade(photo_like()[:, :, 0], 'denoise', rng)
+
+
+# ----------------------------------------------------------------------------- noise
+
+@pytest.mark.parametrize('sigma', [5, 25, 50])
+def test_gaussian_noise_psnr_follows_sigma(sigma):
+    # MSE = (sigma / 255)^2, so PSNR = 20 log10(255 / sigma): 34.15, 20.17, 14.15 dB. The image
+    # stays in [0.35, 0.65] so clipping at 0 and 1 is too rare to matter even at sigma 50
+    # (0.35 = 1.8 sigma: it cuts ~4% of the draws by a little; allowed by the tolerance).
+    rng = np.random.default_rng(3)
+    clean = rng.uniform(0.35, 0.65, (96, 96, 3)).astype(np.float32)
+    noisy = add_noise(clean, np.random.default_rng(4), sigma=sigma)
+    assert psnr(noisy, clean) == pytest.approx(20 * math.log10(255 / sigma), abs=0.3)
+
+
+def test_poisson_gaussian_noise_variance():
+    # Constant 0.5 with 100 photons at white: Poisson(50) / 100 has variance 50 / 100^2 = 0.005;
+    # plus Gaussian (10/255)^2 = 0.001538: total 0.006538, PSNR 21.85 dB.
+    clean = np.full((96, 96, 3), 0.5, dtype=np.float32)
+    noisy = add_noise(clean, np.random.default_rng(5), sigma=10, signal_dependent=True, peak=100)
+    assert psnr(noisy, clean) == pytest.approx(10 * math.log10(1 / (0.005 + (10 / 255) ** 2)), abs=0.25)
+    # Brighter pixels get more noise; Gaussian noise alone does not depend on brightness.
+    dark = np.full((64, 64, 3), 0.2, dtype=np.float32)
+    bright = np.full((64, 64, 3), 0.8, dtype=np.float32)
+    std = lambda img: float(np.std(add_noise(img, np.random.default_rng(6), sigma=2, signal_dependent=True,
+                                             peak=50) - img))
+    assert std(bright) > 1.7 * std(dark)  # sqrt(0.8 / 0.2) = 2 for the Poisson part
+
+
+def test_blind_noise_level_stays_in_range():
+    clean = np.full((64, 64, 3), 0.5, dtype=np.float32)
+    for seed in range(5):
+        level = 255 * float(np.std(add_noise(clean, np.random.default_rng(seed)) - clean))
+        assert 5 * 0.9 < level < 50 * 1.1
+
+
+# ----------------------------------------------------------------------------- motion blur
+
+def test_convolve_is_a_true_convolution_with_reflect_borders():
+    img = photo_like(23, 31)
+    kernel = np.random.default_rng(0).random((5, 7)).astype(np.float32)  # asymmetric: catches a flip
+    expected = np.stack([ndimage.convolve(img[:, :, c].astype(np.float64), kernel, mode='mirror')
+                         for c in range(3)], -1)
+    assert np.allclose(convolve(img, kernel), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_motion_kernels_are_normalised_centred_psfs(seed):
+    kernel = motion_kernel(np.random.default_rng(seed))
+    size = kernel.shape[0]
+    assert kernel.shape == (size, size) and size % 2 == 1 and 3 <= size <= 31
+    assert kernel.dtype == np.float32 and kernel.min() >= 0
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    # Centre of mass on the centre pixel: blurring does not shift the image.
+    ys, xs = np.mgrid[0:size, 0:size]
+    centre = (size - 1) / 2
+    assert (kernel * ys).sum() == pytest.approx(centre, abs=1e-3)
+    assert (kernel * xs).sum() == pytest.approx(centre, abs=1e-3)
+
+
+def test_trajectory_length_and_straight_line_without_anxiety():
+    rng = np.random.default_rng(1)
+    path = shake_trajectory(rng, length=20.0)
+    assert np.linalg.norm(np.diff(path, axis=0), axis=1).sum() == pytest.approx(20.0, rel=1e-9)
+    line = shake_trajectory(rng, length=12.0, anxiety=0.0)
+    assert np.linalg.norm(line[-1] - line[0]) == pytest.approx(12.0, rel=1e-9)  # straight: ends 12 px apart
+    assert motion_kernel(np.random.default_rng(2), max_size=15, length=100).shape[0] <= 15
+
+
+def test_box_blur_psnr_closed_form():
+    # i.i.d. pixels of variance 1/12 blurred by a horizontal 9-tap box: the error
+    # x0 - mean(x-4..x4) has variance (1/12)(1 - 2/9 + 1/9) = (1/12)(8/9): PSNR = 10 log10(13.5) = 11.30 dB.
+    clean = iid_texture()
+    box = np.zeros((9, 9), dtype=np.float32)
+    box[4] = 1 / 9
+    blurred = motion_blur(clean, np.random.default_rng(0), kernel=box, noise_sigma=0, jpeg=False)
+    assert psnr(blurred, clean) == pytest.approx(10 * math.log10(13.5), abs=0.3)
+
+
+@pytest.mark.parametrize('seed', [0, 3])
+def test_random_blur_error_matches_its_kernel(seed):
+    # For i.i.d. pixels the expected error of blurring by k is (1/12)(1 - 2 k_centre + sum k^2):
+    # a kernel applied off-centre or mis-normalised would not match.
+    clean = iid_texture(128)
+    kernel = motion_kernel(np.random.default_rng(seed))
+    c = kernel.shape[0] // 2
+    expected_mse = (1 - 2 * kernel[c, c] + float((kernel.astype(np.float64) ** 2).sum())) / 12
+    blurred = motion_blur(clean, np.random.default_rng(0), kernel=kernel, noise_sigma=0, jpeg=False)
+    assert float(np.mean((blurred.astype(np.float64) - clean) ** 2)) == pytest.approx(expected_mse, rel=0.1)
+
+
+def test_blur_noise_and_jpeg_only_add_error():
+    clean = photo_like(64, 64)
+    rng_kernel = np.random.default_rng(9)
+    kernel = motion_kernel(rng_kernel)
+    plain = motion_blur(clean, np.random.default_rng(1), kernel=kernel, noise_sigma=0, jpeg=False)
+    full = motion_blur(clean, np.random.default_rng(1), kernel=kernel)
+    assert np.allclose(full * 255, np.round(full * 255), atol=1e-3)  # JPEG output is 8-bit valued
+    assert 0.1 < np.abs(full - plain).mean() * 255 < 6  # a little noise and compression, not a new image
+
+
+# ----------------------------------------------------------------------------- rain
+
+def test_streak_kernel_is_a_line_of_the_asked_direction():
+    # A 15 px anti-aliased line: its bright core (> 0.5) is one pixel wide and 15 +- 1 long.
+    vertical = streak_kernel(15, 0)
+    rows, cols = np.nonzero(vertical > 0.5)
+    assert 14 <= rows.max() - rows.min() + 1 <= 16 and len(set(cols)) == 1
+    assert vertical[:, vertical.shape[1] // 2].sum() > 0.6 * vertical.sum()
+    horizontal = streak_kernel(15, 90)
+    rows, cols = np.nonzero(horizontal > 0.5)
+    assert 14 <= cols.max() - cols.min() + 1 <= 16 and len(set(rows)) == 1
+    assert np.allclose(horizontal, vertical.T, atol=0.02)  # the same line turned by 90 degrees
+
+
+def test_rain_layer_runs_along_one_direction():
+    layer = rain_layer((96, 96), np.random.default_rng(0), density=0.003, angle=0, length=20, width=1,
+                       intensity=0.8)
+    assert 0 <= layer.min() and layer.max() <= 0.8 + 1e-6
+    # Vertical streaks change little down a column and a lot across a row.
+    assert np.abs(np.diff(layer, axis=0)).sum() < 0.3 * np.abs(np.diff(layer, axis=1)).sum()
+
+
+@pytest.mark.parametrize('blend', ['screen', 'add'])
+def test_rain_only_brightens(blend):
+    clean = photo_like(64, 80)
+    rainy = add_rain(clean, np.random.default_rng(2), blend=blend)
+    assert np.all(rainy >= clean)
+    changed = np.mean(np.any(rainy > clean + 1 / 255, axis=2))
+    assert 0.02 < changed < 0.7  # streaks, not a veil over everything
+
+
+def test_screen_blend_closed_form():
+    # Screen blend of a streak layer r over v: v + r (1 - v). On a constant image the layer is
+    # recovered as (out - v) / (1 - v), must lie in [0, intensity], and white stays white.
+    grey = np.full((48, 48, 3), 0.4, dtype=np.float32)
+    rainy = add_rain(grey, np.random.default_rng(3), intensity=0.6)
+    layer = (rainy - 0.4) / 0.6
+    assert layer.min() >= 0 and layer.max() <= 0.6 + 1e-5
+    assert np.allclose(layer[..., 0], layer[..., 1]) and np.allclose(layer[..., 0], layer[..., 2])  # grey rain
+    white = np.ones((48, 48, 3), dtype=np.float32)
+    assert np.array_equal(add_rain(white, np.random.default_rng(3)), white)
+
+
+# ----------------------------------------------------------------------------- bundled samples
+
+def load_make_samples():
+    path = os.path.join(REPO, 'samples', 'make_samples.py')
+    spec = importlib.util.spec_from_file_location('make_samples', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sample_script_is_reproducible_and_refuses_to_overwrite(tmp_path, capsys):
+    make_samples = load_make_samples()
+    first, second, clean = tmp_path / 'a', tmp_path / 'b', tmp_path / 'clean'
+    assert make_samples.main(['--output_dir', str(first), '--clean_dir', str(clean), '--long_side', '40']) == 0
+    assert make_samples.main(['--output_dir', str(second), '--long_side', '40']) == 0
+    names = sorted(f'{name}.png' for name, *_ in make_samples.SAMPLES)
+    assert sorted(os.listdir(first)) == names and sorted(os.listdir(clean)) == names
+    for name in names:
+        a, b, c = (cv2.imread(str(folder / name)) for folder in (first, second, clean))
+        assert np.array_equal(a, b) and a.shape == c.shape and max(a.shape[:2]) == 40
+        assert not np.array_equal(a, c)
+    assert make_samples.main(['--output_dir', str(first), '--long_side', '40']) == 2
+    assert '--overwrite' in capsys.readouterr().err
+
+
+def test_bundled_samples_match_the_script():
+    make_samples = load_make_samples()
+    folder = os.path.join(REPO, 'samples', 'input')
+    names = sorted(f'{name}.png' for name, *_ in make_samples.SAMPLES)
+    assert sorted(os.listdir(folder)) == names
+    assert sum(os.path.getsize(os.path.join(folder, n)) for n in names) < 1.5e6
+    for name in names:
+        assert max(cv2.imread(os.path.join(folder, name)).shape[:2]) == make_samples.LONG_SIDE
