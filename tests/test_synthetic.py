@@ -1,0 +1,252 @@
+"""Synthetic pairs from clean photos (utils/synthetic.py) and the photo preparation script."""
+import importlib.util
+import os
+import random
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from utils.synthetic import get_synthetic_training_data, get_synthetic_validation_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PS = 16
+
+
+def load_prepare_photos():
+    spec = importlib.util.spec_from_file_location('prepare_photos', os.path.join(ROOT, 'scripts', 'prepare_photos.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_rgb(path, rgb_uint8):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb_uint8[:, :, ::-1]))
+
+
+def coordinate_photo(h, w):
+    """uint8 (h, w, 3) whose red channel is the row and green the column of each pixel,
+    so any crop says where it came from; blue is a texture."""
+    rows, cols = np.mgrid[0:h, 0:w]
+    return np.stack([rows, cols, (rows * 7 + cols * 13) % 256], axis=2).astype(np.uint8)
+
+
+def dihedral(a):
+    """The 8 flips/rotations of (H, W, C), written with numpy independently of flip_rotate."""
+    out = []
+    for flipped in (a, a[::-1]):
+        out.extend(np.rot90(flipped, k, axes=(0, 1)) for k in range(4))
+    return out
+
+
+def to_hwc(t):
+    return t.permute(1, 2, 0).numpy()
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    """A big photo at the top, a small one (smaller than the patch) in a subfolder, a text file."""
+    folder = tmp_path / 'photos'
+    write_rgb(folder / 'big.png', coordinate_photo(40, 56))
+    write_rgb(folder / 'sub' / 'small.png', coordinate_photo(10, 12))
+    (folder / 'notes.txt').write_text('not an image')
+    return str(folder)
+
+
+@pytest.fixture
+def texture_dir(tmp_path):
+    folder = tmp_path / 'texture'
+    write_rgb(folder / 'noise.png', np.random.default_rng(0).integers(0, 200, (48, 48, 3), dtype=np.uint8))
+    return str(folder)
+
+
+@pytest.mark.parametrize('kind', ['deblur', 'derain', 'denoise'])
+def test_training_pairs_shape_range_and_degraded(photo_dir, kind):
+    data = get_synthetic_training_data(photo_dir, kind, PS, seed=1)
+    assert len(data) == 2  # both photos found, the subfolder included, the text file not
+    for index in range(len(data)):
+        target, inp, name = data[index]
+        for t in (target, inp):
+            assert t.shape == (3, PS, PS) and t.dtype == torch.float32
+            assert 0.0 <= t.min() and t.max() <= 1.0
+        assert not torch.equal(target, inp), f'{kind}: the input was not degraded'
+        assert name in ('big', 'sub__small')
+
+
+def test_training_target_is_a_clean_crop_of_the_photo(photo_dir):
+    data = get_synthetic_training_data(photo_dir, 'denoise', PS, seed=1)
+    photo = coordinate_photo(40, 56).astype(np.float32) / 255
+    assert data.photo_name(0) == 'big'
+    for _ in range(10):
+        target = to_hwc(data[0][0])
+        top, left = round(target[..., 0].min() * 255), round(target[..., 1].min() * 255)
+        assert 0 <= top <= 40 - PS and 0 <= left <= 56 - PS
+        crop = photo[top:top + PS, left:left + PS]
+        assert any(np.array_equal(target, view) for view in dihedral(crop))
+
+
+def test_small_photo_is_reflect_padded(photo_dir):
+    data = get_synthetic_training_data(photo_dir, 'denoise', PS, seed=1)
+    small = coordinate_photo(10, 12).astype(np.float32) / 255
+    # Padded at the bottom and right to 16x16: the only crop there is.
+    padded = np.pad(small, ((0, 6), (0, 4), (0, 0)), mode='reflect')
+    target = to_hwc(data[1][0])
+    assert any(np.array_equal(target, view) for view in dihedral(padded))
+
+
+def test_degraded_patch_is_aligned_with_its_target(texture_dir):
+    """Rain only brightens, so on a random texture input >= target pixel by pixel holds only
+    if both come from the same place and got the same flip/rotation."""
+    data = get_synthetic_training_data(texture_dir, 'derain', 32, seed=3)
+    brightened = 0
+    for _ in range(6):
+        target, inp, _ = data[0]
+        assert (inp >= target - 1e-6).all()
+        brightened += int((inp > target + 0.05).sum())
+    assert brightened > 0
+
+
+def test_training_draws_differ_and_follow_pythons_random(photo_dir):
+    data = get_synthetic_training_data(photo_dir, 'deblur', PS, seed=1)
+    random.seed(5)
+    first = data[0]
+    second = data[0]
+    assert not torch.equal(first[1], second[1])
+    random.seed(5)
+    again = data[0]
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+def test_crops_per_photo_repeats_the_list(photo_dir):
+    data = get_synthetic_training_data(photo_dir, 'denoise', PS, seed=1, crops_per_photo=3)
+    assert len(data) == 6
+    assert [data[i][2] for i in (0, 2, 3, 5)] == ['big', 'big', 'sub__small', 'sub__small']
+
+
+def test_validation_is_the_centre_crop_and_fixed(photo_dir):
+    first = get_synthetic_validation_data(photo_dir, 'derain', PS, seed=1)
+    second = get_synthetic_validation_data(photo_dir, 'derain', PS, seed=1)
+    photo = coordinate_photo(40, 56).astype(np.float32) / 255
+    target, inp, name = first[0]
+    assert name == 'big'
+    # Centre of 40x56 for a 16x16 crop: rows (40-16)/2 = 12.., columns (56-16)/2 = 20..
+    np.testing.assert_array_equal(to_hwc(target), photo[12:28, 20:36])
+    for index in range(len(first)):
+        a, b, c = first[index], first[index], second[index]
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])
+    noisy = [get_synthetic_validation_data(photo_dir, 'denoise', PS, seed=s)[0][1] for s in (1, 1, 2)]
+    assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], noisy[2])
+
+
+def test_validation_whole_photos(photo_dir):
+    data = get_synthetic_validation_data(photo_dir, 'denoise', None, seed=1)
+    target, inp, _ = data[0]
+    assert target.shape == inp.shape == (3, 40, 56)
+    np.testing.assert_array_equal(to_hwc(target), coordinate_photo(40, 56).astype(np.float32) / 255)
+    assert data[1][0].shape == (3, 10, 12)
+
+
+def test_batches_through_a_dataloader(photo_dir):
+    loader = DataLoader(get_synthetic_training_data(photo_dir, 'denoise', PS, seed=1), batch_size=2)
+    target, inp, names = next(iter(loader))
+    assert target.shape == inp.shape == (2, 3, PS, PS)
+    assert list(names) == ['big', 'sub__small']
+
+
+def test_empty_or_missing_folder_and_bad_options(tmp_path, photo_dir):
+    empty = tmp_path / 'empty'
+    (empty / 'nested').mkdir(parents=True)
+    (empty / 'readme.txt').write_text('no photos here')
+    with pytest.raises(ValueError, match='no photos in .*empty.*prepare_photos'):
+        get_synthetic_training_data(str(empty), 'deblur', PS, seed=1)
+    with pytest.raises(FileNotFoundError, match='missing'):
+        get_synthetic_validation_data(str(tmp_path / 'missing'), 'deblur', PS, seed=1)
+    with pytest.raises(ValueError, match="unknown synthetic degradation 'sharpen'"):
+        get_synthetic_training_data(photo_dir, 'sharpen', PS, seed=1)
+    with pytest.raises(ValueError, match='patch size'):
+        get_synthetic_training_data(photo_dir, 'deblur', None, seed=1)
+    with pytest.raises(ValueError, match='seed'):
+        get_synthetic_validation_data(photo_dir, 'deblur', PS, seed=-1)
+
+
+# ----------------------------------------------------------------------------- prepare_photos
+
+def test_split_is_deterministic_nested_and_about_the_fraction():
+    split_of = load_prepare_photos().split_of
+    names = [f'pkg__photo_{i}' for i in range(2000)]
+    first = [split_of(n, 0.1) for n in names]
+    assert first == [split_of(n, 0.1) for n in names]
+    assert set(first) == {'train', 'val'}
+    # Binomial(2000, 0.1): standard deviation 0.67%, so 3 deviations is 2%.
+    assert abs(first.count('val') / len(names) - 0.1) < 0.02
+    # A photo set aside at 10% stays aside at 20%: the split only grows.
+    wider = [split_of(n, 0.2) for n in names]
+    assert all(w == 'val' for f, w in zip(first, wider) if f == 'val')
+    assert all(split_of(n, 0.0) == 'train' for n in names[:50])
+    assert all(split_of(n, 1.0) == 'val' for n in names[:50])
+    with pytest.raises(ValueError):
+        split_of('x', 1.5)
+
+
+def test_downscale_uses_area_averaging():
+    downscale = load_prepare_photos().downscale
+    checker = (np.indices((201, 300)).sum(axis=0) % 2).astype(np.float32)
+    img = np.repeat(checker[:, :, None], 3, axis=2)
+    small = downscale(img, 100)
+    # Factor exactly 3: every output pixel averages a 3x3 block holding 4 or 5 ones.
+    assert small.shape == (67, 100, 3)
+    assert np.all(np.isclose(small, 4 / 9, atol=1e-5) | np.isclose(small, 5 / 9, atol=1e-5))
+    assert downscale(img, 400) is img
+
+
+def test_prepare_writes_a_fixed_disjoint_split(tmp_path):
+    pp = load_prepare_photos()
+    src = tmp_path / 'src'
+    rng = np.random.default_rng(0)
+    pictures = []
+    for i in range(8):
+        path = src / f'texture{i}.png'
+        write_rgb(path, rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
+        pictures.append((f'test__texture{i}', str(path)))
+    # The first texture again at twice the size: the same picture, kept once.
+    big = cv2.resize(cv2.imread(pictures[0][1]), (240, 180), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(src / 'texture0_big.png'), big)
+    pictures.append(('test__texture0_zbig', str(src / 'texture0_big.png')))
+    write_rgb(src / 'flat.png', np.full((50, 50, 3), 128, np.uint8))
+    pictures.append(('test__flat', str(src / 'flat.png')))
+    # A white overlay whose picture is in its alpha channel: composited over black.
+    alpha = np.tile(np.linspace(0, 255, 60).astype(np.uint8), (40, 1))
+    cv2.imwrite(str(src / 'overlay.png'), np.dstack([np.full((40, 60, 3), 255, np.uint8), alpha]))
+    pictures.append(('test__overlay', str(src / 'overlay.png')))
+    license_file = src / 'copyright'
+    license_file.write_text('CC0')
+
+    source = pp.Source('test', pictures=pictures, licenses=[('test.copyright', str(license_file))])
+    out = tmp_path / 'out'
+    summary = pp.prepare([source], str(out), max_side=64, val_fraction=0.3)
+    files = {split: sorted(os.listdir(out / split)) for split in pp.SPLITS}
+    written = [f[:-4] for split in pp.SPLITS for f in files[split]]
+    expected = sorted([f'test__texture{i}' for i in range(8)] + ['test__overlay'])
+    assert sorted(written) == expected and len(set(written)) == len(written)
+    for split in pp.SPLITS:
+        for f in files[split]:
+            assert pp.split_of(f[:-4], 0.3) == split
+            assert max(cv2.imread(str(out / split / f)).shape[:2]) <= 64
+    assert [d.split(' ')[0] for d in summary.duplicates] == ['test__texture0_zbig']
+    assert [d.split(' ')[0] for d in summary.no_photo] == ['test__flat']
+    overlay_split = pp.split_of('test__overlay', 0.3)
+    overlay = cv2.imread(str(out / overlay_split / 'test__overlay.png'))
+    np.testing.assert_allclose(overlay[:, :, 0].astype(float), alpha.astype(float), atol=1)
+    assert (out / 'LICENSES' / 'test.copyright').read_text() == 'CC0'
+
+    # Running again keeps what is there and writes nothing.
+    again = pp.prepare([source], str(out), max_side=64, val_fraction=0.3)
+    assert len(again.kept) == len(expected) and not any(again.written.values())
+    # Another fraction moves photos between the folders; they never sit in both.
+    pp.prepare([source], str(out), max_side=64, val_fraction=0.9)
+    train, val = set(os.listdir(out / 'train')), set(os.listdir(out / 'val'))
+    assert not train & val and len(train | val) == len(expected)
