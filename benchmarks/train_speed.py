@@ -1,0 +1,265 @@
+"""Training speed of MPRNet: images/s and peak memory per preset, for each speed switch of the engine.
+
+Every row times ``Trainer.train_step`` of utils/engine.py, the step that
+training runs: forward, the task's published loss, backward, Adam, and the
+loss read-back that checks for NaN. Batches are random tensors already on the
+device, so data loading is not measured. Rows add one switch at a time:
+
+    fp32 -> bf16 -> + channels_last -> + batch_patches -> + fused Adam -> + grad checkpointing
+
+(and + torch.compile with --compile). A row that runs out of memory shows 'OOM'.
+
+    python benchmarks/train_speed.py --out benchmarks/results/train_cuda.md         # GPU, published sizes
+    python benchmarks/train_speed.py --device cpu --batch 2 --patch 32 --steps 2   # CPU smoke check
+"""
+import argparse
+import datetime
+import gc
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from tqdm import tqdm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from MPRNet import PRESETS, canonical_task  # noqa: E402
+from utils.config import load_config  # noqa: E402
+from utils.engine import Trainer  # noqa: E402
+from utils.inference import OutOfMemoryError, resolve_device  # noqa: E402
+
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row: a name and the OPTIM keys it sets."""
+    name: str
+    options: Dict[str, object] = field(default_factory=dict)
+
+
+_BF16_CL = {'AMP': 'bf16', 'CHANNELS_LAST': True}
+_BATCHED = {**_BF16_CL, 'BATCH_PATCHES': True}
+_FUSED = {**_BATCHED, 'FUSED_ADAM': True}
+SETTINGS = [
+    Setting('fp32', {'AMP': 'off'}),
+    Setting('bf16', {'AMP': 'bf16'}),
+    Setting('bf16 + channels_last', _BF16_CL),
+    Setting('+ batch_patches', _BATCHED),
+    Setting('+ fused Adam', _FUSED),
+    Setting('+ grad checkpointing', {**_FUSED, 'GRAD_CHECKPOINT': True}),
+]
+COMPILE_SETTING = Setting('+ fused Adam + torch.compile', {**_FUSED, 'COMPILE': True})
+SETTING_BY_NAME = {s.name: s for s in SETTINGS + [COMPILE_SETTING]}
+
+
+@dataclass
+class Row:
+    task: str
+    patch: int
+    batch: int
+    setting: Setting
+    step_ms: float = math.nan
+    images_per_s: float = math.nan
+    peak_gib: Optional[float] = None
+    error: str = ''
+
+
+def task_config(task: str, setting: Setting, batch: int, patch: int):
+    """The task's training.yml with the row's OPTIM switches, batch and patch size."""
+    opts = ['OPTIM.BATCH_SIZE', batch, 'TRAINING.TRAIN_PS', patch]
+    for key, value in setting.options.items():
+        opts += [f'OPTIM.{key}', value]
+    return load_config(os.path.join(ROOT, task, 'training.yml'), [str(v) for v in opts])
+
+
+def timed_ms(fn, device: torch.device) -> float:
+    """Duration of fn() in ms: CUDA events on a GPU, perf_counter on CPU."""
+    if device.type == 'cuda':
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def run_row(row: Row, device: torch.device, warmup: int, steps: int, repeats: int, progress: tqdm) -> None:
+    """Fill `row`: median ms per training step over `repeats` groups of `steps` steps, after warm-up."""
+    cfg = task_config(row.task, row.setting, row.batch, row.patch)
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(0)
+    try:
+        trainer = Trainer(cfg, device)
+        target = torch.rand(row.batch, 3, row.patch, row.patch, device=device)
+        input_ = (target + 0.1 * torch.randn_like(target)).clamp_(0, 1)
+        trainer.start_epoch(cfg.OPTIM.WARMUP_EPOCHS + 1)  # the full learning rate
+
+        def step_group():
+            for i in range(steps):
+                trainer.train_step(target, input_, epoch=1, step=i + 1)
+
+        for i in range(warmup):
+            trainer.train_step(target, input_, epoch=1, step=i + 1)
+            progress.update()
+        group_ms = []
+        for _ in range(repeats):
+            group_ms.append(timed_ms(step_group, device))
+            progress.update()
+    except OutOfMemoryError:
+        row.error = 'OOM'
+    finally:
+        trainer = target = input_ = None  # noqa: F841 - free the row's memory before the next
+        gc.collect()
+    if device.type == 'cuda':
+        row.peak_gib = torch.cuda.max_memory_allocated(device) / GIB
+        torch.cuda.empty_cache()
+    if row.error:
+        return
+    row.step_ms = statistics.median(group_ms) / steps
+    row.images_per_s = row.batch / (row.step_ms / 1e3)
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return '-' if value is None or math.isnan(value) else format(value, spec)
+
+
+def markdown_table(rows: List[Row]) -> str:
+    lines = ['| preset | patch | batch | setting | ms / step | images/s | speed-up vs fp32 | peak GiB |',
+             '|---|---:|---:|---|---:|---:|---:|---:|']
+    fp32 = {(r.task, r.patch, r.batch): r.step_ms for r in rows if r.setting.name == 'fp32'}
+    for r in rows:
+        head = f'| {r.task} | {r.patch} | {r.batch} | {r.setting.name} |'
+        if r.error:
+            lines.append(f'{head} {r.error} | {r.error} | - | {_fmt(r.peak_gib, ".2f")} |')
+            continue
+        base = fp32.get((r.task, r.patch, r.batch), math.nan)
+        lines.append(f'{head} {_fmt(r.step_ms, ".1f")} | {_fmt(r.images_per_s, ".2f")} | '
+                     f'{_fmt(base / r.step_ms, ".2f")}x | {_fmt(r.peak_gib, ".2f")} |')
+    return '\n'.join(lines)
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == 'cuda':
+        props = torch.cuda.get_device_properties(device)
+        return f'{props.name} ({props.total_memory / GIB:.0f} GiB), CUDA {torch.version.cuda}'
+    return (f'CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads '
+            f'({os.cpu_count()} cores visible)')
+
+
+def default_settings(device: torch.device, with_compile: bool) -> Tuple[List[Setting], List[str]]:
+    """Every row on CUDA; on a CPU without native bf16 convolutions only fp32 (bf16 falls back
+    to reference kernels tens of times slower, which measures nothing useful)."""
+    settings = SETTINGS + ([COMPILE_SETTING] if with_compile else [])
+    if device.type == 'cuda' or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return settings, []
+    note = ('bf16 rows skipped: this CPU has no native bf16 convolutions (AVX512-BF16/AMX); '
+            'pass --settings to run them anyway')
+    return [s for s in settings if s.options.get('AMP') != 'bf16'], [note]
+
+
+def report(rows: List[Row], args, device: torch.device, notes: List[str]) -> str:
+    memory = ('torch.cuda.max_memory_allocated over the row (weights, Adam state, activations)'
+              if device.type == 'cuda' else 'not measured on CPU')
+    timing = 'CUDA events' if device.type == 'cuda' else 'perf_counter'
+    return '\n'.join([
+        '# MPRNet training speed',
+        '',
+        f'- Device: {device_description(device)}; PyTorch {torch.__version__}; '
+        f'{datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}',
+        f'- Command: `python {shlex.join(sys.argv)}`',
+        f'- One row: {args.warmup} warm-up steps, then {args.repeats} timed groups of {args.steps} steps '
+        f'({timing}); the median group, per step.',
+        '- Step: `Trainer.train_step` (forward, the task\'s published loss, backward, Adam, NaN check); random '
+        'batches already on the device, no data loading. Random initialisation (seed 0).',
+        f'- Peak memory: {memory}.',
+        '- Rows are cumulative from "bf16 + channels_last" down: each adds one switch to the row above.',
+        *[f'- Note: {n}' for n in notes],
+        '',
+        markdown_table(rows),
+        '',
+    ])
+
+
+def parse_task(text: str) -> str:
+    try:
+        return canonical_task(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument('--device', default='auto', help="'auto' (CUDA if available), 'cuda', 'cuda:1' or 'cpu'")
+    p.add_argument('--tasks', nargs='+', type=parse_task, default=list(PRESETS),
+                   help='presets to time: Deblurring Deraining Denoising')
+    p.add_argument('--batch', type=int, default=16, help='training batch (the published 16)')
+    p.add_argument('--patch', type=int, default=None,
+                   help="square training patch; default: each task's TRAINING.TRAIN_PS (256, 256, 128)")
+    p.add_argument('--warmup', type=int, default=None, help='untimed steps per row (default: 5 on CUDA, 1 on CPU)')
+    p.add_argument('--steps', type=int, default=None, help='steps per timed group (default: 10 on CUDA, 2 on CPU)')
+    p.add_argument('--repeats', type=int, default=None,
+                   help='timed groups per row; the median is reported (default: 5 on CUDA, 2 on CPU)')
+    p.add_argument('--compile', action='store_true', help='add a torch.compile row (slow to compile)')
+    p.add_argument('--settings', nargs='+', choices=list(SETTING_BY_NAME), default=None, metavar='NAME',
+                   help='rows to run, by name: ' + ', '.join(repr(n) for n in SETTING_BY_NAME)
+                        + ' (default: all; on a CPU without native bf16, the fp32 row)')
+    p.add_argument('--threads', type=int, default=None, help='CPU threads for PyTorch (default: its own choice)')
+    p.add_argument('--out', default=None, help='also write the markdown report to this file')
+    args = p.parse_args(argv)
+    for name in ('batch', 'patch', 'warmup', 'steps', 'repeats', 'threads'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f'--{name} must be at least 1, got {value}')
+    if args.patch is not None and args.patch % 8:
+        p.error(f'--patch must be a multiple of 8 (MPRNet halves the image three times), got {args.patch}')
+    return args
+
+
+def main(argv=None) -> List[Row]:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    on_cuda = device.type == 'cuda'
+    args.warmup = args.warmup or (5 if on_cuda else 1)
+    args.steps = args.steps or (10 if on_cuda else 2)
+    args.repeats = args.repeats or (5 if on_cuda else 2)
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True  # as in training: fixed sizes, autotuned kernels
+    if args.settings:
+        settings, notes = [SETTING_BY_NAME[n] for n in args.settings], []
+    else:
+        settings, notes = default_settings(device, args.compile)
+    rows = [Row(task, args.patch or load_config(os.path.join(ROOT, task, 'training.yml')).TRAINING.TRAIN_PS,
+                args.batch, setting) for task in args.tasks for setting in settings]
+    with tqdm(total=len(rows) * (args.warmup + args.repeats), desc='benchmark', unit='step') as progress:
+        for row in rows:
+            progress.set_postfix_str(f'{row.task} {row.setting.name}')
+            run_row(row, device, args.warmup, args.steps, args.repeats, progress)
+    text = report(rows, args, device, notes)
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        replaced = os.path.exists(args.out)
+        with open(args.out, 'w') as f:
+            f.write(text)
+        print(f'{"replaced" if replaced else "wrote"} {args.out}', file=sys.stderr)
+    print(text)
+    return rows
+
+
+if __name__ == '__main__':
+    main()
