@@ -8,45 +8,23 @@ per channel (5-pixel border excluded). Prints 'For <dataset> dataset PSNR: <x> S
 
     python evaluate_RealBlur.py --workers 8
 """
-import argparse
 import os
 import sys
 from typing import Dict, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.testing import pair_by_name, report, run_main, score_pairs, score_realblur  # noqa: E402
+from utils.testing import evaluate_datasets, evaluation_arguments, run_main, score_realblur  # noqa: E402
 
 DATASETS = ('RealBlur_J', 'RealBlur_R')
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Aligned, masked PSNR/SSIM for RealBlur results')
-    parser.add_argument('--datasets', nargs='+', default=list(DATASETS), choices=DATASETS,
-                        help='datasets to score (default: %(default)s)')
-    parser.add_argument('--result_dir', default='./results/',
-                        help='root of the results, <result_dir>/<dataset>/*.png (default: %(default)s)')
-    parser.add_argument('--gt_dir', default='./Datasets/',
-                        help='datasets root holding <dataset>/test/target (default: %(default)s)')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
-                        help='processes scoring images in parallel (default: all cores, %(default)s)')
-    return parser.parse_args(argv)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Tuple[float, float]]:
     """Score each dataset with results; returns {dataset: (mean PSNR, mean SSIM)}."""
-    args = parse_args(argv)
-    scores = {}
-    for name in args.datasets:
-        result_dir = os.path.join(args.result_dir, name)
-        if not os.path.isdir(result_dir):
-            print(f'skipping {name}: no results in {result_dir}', file=sys.stderr, flush=True)
-            continue
-        pairs = pair_by_name(result_dir, os.path.join(args.gt_dir, name, 'test', 'target'))
-        scores[name] = report(name, score_pairs(score_realblur, pairs, args.workers, desc=name))
-    if not scores:
-        raise FileNotFoundError(f'no results for {", ".join(args.datasets)} under {args.result_dir}')
-    return scores
+    parser = evaluation_arguments('Aligned, masked PSNR/SSIM for RealBlur results', DATASETS,
+                                  gt_default='./Datasets/', gt_layout='<dataset>/test/target')
+    args = parser.parse_args(argv)
+    return evaluate_datasets(args, score_realblur, lambda name: os.path.join(args.gt_dir, name, 'test', 'target'))
 
 
 if __name__ == '__main__':

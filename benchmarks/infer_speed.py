@@ -23,7 +23,6 @@ import shlex
 import statistics
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -33,11 +32,11 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from MPRNet import PRESETS, MPRNet, canonical_task  # noqa: E402
+from MPRNet import PRESETS, MPRNet  # noqa: E402
 from utils.checkpoint import build_model  # noqa: E402
 from utils.inference import Restorer, resolve_device  # noqa: E402
+from benchmarks.common import GIB, device_description, fmt, parse_task, timed_ms  # noqa: E402
 
-GIB = 1024 ** 3
 
 
 @dataclass(frozen=True)
@@ -93,14 +92,6 @@ def parse_size(text: str) -> Tuple[int, int]:
     return w, h
 
 
-def parse_task(text: str) -> str:
-    """'deblurring' -> 'Deblurring', with argparse's kind of error for unknown names."""
-    try:
-        return canonical_task(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def natural_input(size: Tuple[int, int], batch: int) -> torch.Tensor:
     """(batch, 3, H, W) in [0, 1]: scikit-image's astronaut photo resized to W x H
     (later images of a batch are mirrored copies) rather than noise, so activations
@@ -131,20 +122,6 @@ def make_model(task: str, weights_dir: Optional[str], seed: int) -> Tuple[MPRNet
 def synchronize(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
-
-
-def time_call_ms(fn, device: torch.device) -> float:
-    """Wall time of fn() in ms, by CUDA events on a GPU (device time) and perf_counter on CPU."""
-    if device.type == 'cuda':
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-    t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1e3
 
 
 def _rss_bytes() -> Optional[int]:
@@ -250,7 +227,7 @@ def run_variant(row: Row, model: MPRNet, x: torch.Tensor, reference: torch.Tenso
             synchronize(device)
         times = []
         for _ in range(repeats):
-            times.append(time_call_ms(lambda: restorer(x), device))
+            times.append(timed_ms(lambda: restorer(x), device))
             progress.update()
     except torch.cuda.OutOfMemoryError:
         row.error = 'out of memory'
@@ -266,14 +243,6 @@ def run_variant(row: Row, model: MPRNet, x: torch.Tensor, reference: torch.Tenso
 
 
 # ---------------------------------------------------------------- the table
-
-def _fmt(value: float, spec: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return '-'
-    if math.isinf(value):
-        return 'exact'
-    return format(value, spec)
-
 
 def _speedup(base_ms: float, ms: float) -> str:
     return '-' if math.isnan(base_ms) or math.isnan(ms) else f'{base_ms / ms:.2f}x'
@@ -291,31 +260,12 @@ def markdown_table(rows: List[Row], device: torch.device) -> str:
             lines.append(f'| {r.task} | {size} | {r.variant.name} | {r.error} | - | - | - | - | - |')
             continue
         base = published.get((r.task, r.size), math.nan)
-        faithful = (f'{_fmt(r.max_abs_diff, ".2e")} | {_fmt(r.psnr_db, ".1f")}' if r.finite
+        faithful = (f'{fmt(r.max_abs_diff, ".2e")} | {fmt(r.psnr_db, ".1f")}' if r.finite
                     else 'non-finite output | -')
-        lines.append(f'| {r.task} | {size} | {r.variant.name} | {_fmt(r.median_ms, ".1f")} | '
-                     f'{_fmt(r.images_per_s, ".2f")} | {_speedup(base, r.median_ms)} | '
-                     f'{_fmt(r.peak_gib, ".2f")} | {faithful} |')
+        lines.append(f'| {r.task} | {size} | {r.variant.name} | {fmt(r.median_ms, ".1f")} | '
+                     f'{fmt(r.images_per_s, ".2f")} | {_speedup(base, r.median_ms)} | '
+                     f'{fmt(r.peak_gib, ".2f")} | {faithful} |')
     return '\n'.join(lines)
-
-
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def device_description(device: torch.device, threads: int) -> str:
-    if device.type == 'cuda':
-        props = torch.cuda.get_device_properties(device)
-        return (f'{props.name} ({props.total_memory / GIB:.0f} GiB), CUDA {torch.version.cuda}, '
-                f'cuDNN {torch.backends.cudnn.version()}')
-    return f'CPU {_cpu_name()}, {threads} threads ({os.cpu_count()} cores visible)'
 
 
 def report(rows: List[Row], args, device: torch.device, weights: Dict[str, str], notes: List[str]) -> str:

@@ -17,11 +17,9 @@ import datetime
 import gc
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -30,12 +28,12 @@ from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from MPRNet import PRESETS, canonical_task  # noqa: E402
+from MPRNet import PRESETS  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.engine import Trainer  # noqa: E402
 from utils.inference import OutOfMemoryError, resolve_device  # noqa: E402
+from benchmarks.common import GIB, device_description, fmt, parse_task, timed_ms  # noqa: E402
 
-GIB = 1024 ** 3
 
 
 @dataclass(frozen=True)
@@ -80,20 +78,6 @@ def task_config(task: str, setting: Setting, batch: int, patch: int):
     return load_config(os.path.join(ROOT, task, 'training.yml'), [str(v) for v in opts])
 
 
-def timed_ms(fn, device: torch.device) -> float:
-    """Duration of fn() in ms: CUDA events on a GPU, perf_counter on CPU."""
-    if device.type == 'cuda':
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
-    t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1e3
-
-
 def run_row(row: Row, device: torch.device, warmup: int, steps: int, repeats: int, progress: tqdm) -> None:
     """Fill `row`: median ms per training step over `repeats` groups of `steps` steps, after warm-up."""
     cfg = task_config(row.task, row.setting, row.batch, row.patch)
@@ -132,10 +116,6 @@ def run_row(row: Row, device: torch.device, warmup: int, steps: int, repeats: in
     row.images_per_s = row.batch / (row.step_ms / 1e3)
 
 
-def _fmt(value: Optional[float], spec: str) -> str:
-    return '-' if value is None or math.isnan(value) else format(value, spec)
-
-
 def markdown_table(rows: List[Row]) -> str:
     lines = ['| preset | patch | batch | setting | ms / step | images/s | speed-up vs fp32 | peak GiB |',
              '|---|---:|---:|---|---:|---:|---:|---:|']
@@ -143,20 +123,12 @@ def markdown_table(rows: List[Row]) -> str:
     for r in rows:
         head = f'| {r.task} | {r.patch} | {r.batch} | {r.setting.name} |'
         if r.error:
-            lines.append(f'{head} {r.error} | {r.error} | - | {_fmt(r.peak_gib, ".2f")} |')
+            lines.append(f'{head} {r.error} | {r.error} | - | {fmt(r.peak_gib, ".2f")} |')
             continue
         base = fp32.get((r.task, r.patch, r.batch), math.nan)
-        lines.append(f'{head} {_fmt(r.step_ms, ".1f")} | {_fmt(r.images_per_s, ".2f")} | '
-                     f'{_fmt(base / r.step_ms, ".2f")}x | {_fmt(r.peak_gib, ".2f")} |')
+        lines.append(f'{head} {fmt(r.step_ms, ".1f")} | {fmt(r.images_per_s, ".2f")} | '
+                     f'{fmt(base / r.step_ms, ".2f")}x | {fmt(r.peak_gib, ".2f")} |')
     return '\n'.join(lines)
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == 'cuda':
-        props = torch.cuda.get_device_properties(device)
-        return f'{props.name} ({props.total_memory / GIB:.0f} GiB), CUDA {torch.version.cuda}'
-    return (f'CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads '
-            f'({os.cpu_count()} cores visible)')
 
 
 def default_settings(device: torch.device, with_compile: bool) -> Tuple[List[Setting], List[str]]:
@@ -191,13 +163,6 @@ def report(rows: List[Row], args, device: torch.device, notes: List[str]) -> str
         markdown_table(rows),
         '',
     ])
-
-
-def parse_task(text: str) -> str:
-    try:
-        return canonical_task(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:

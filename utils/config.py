@@ -5,7 +5,7 @@ marked below. Unknown keys (in a file or on the command line) fail with a
 message naming the key.
 """
 import argparse
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from yacs.config import CfgNode as CN
 

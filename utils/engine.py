@@ -41,7 +41,8 @@ from utils.schedule import WarmupCosineSchedule
 __all__ = ['NonFiniteLossError', 'derive_seed', 'seed_everything', 'SeededSamples', 'EpochIndexSampler',
            'build_datasets', 'build_dataloaders', 'model_kwargs_from_config', 'MultiStageLoss',
            'psnr_per_image', 'capture_rng_state', 'restore_rng_state', 'validation_steps',
-           'is_validation_epoch', 'Trainer', 'fit', 'run_dirs', 'add_run_arguments', 'train_from_args']
+           'is_validation_epoch', 'Trainer', 'fit', 'run_dirs', 'add_run_arguments', 'train_main',
+           'train_from_args']
 
 AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 LOSSES = ('charbonnier_edge', 'charbonnier_clamped')
@@ -614,6 +615,17 @@ def add_run_arguments(parser) -> None:
     parser.add_argument('--resume', default=None, metavar='PATH',
                         help='continue from this checkpoint (default: TRAINING.RESUME True resumes the '
                              "session's model_latest.pth)")
+
+
+def train_main(config_path: str, description: str, argv=None) -> Dict[str, Any]:
+    """The whole command line of a task's train.py: --config (default `config_path`),
+    --device, --resume and KEY VALUE overrides, then ``fit``."""
+    import argparse
+    from utils.config import add_config_arguments
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, default_config=config_path)
+    add_run_arguments(parser)
+    return train_from_args(parser.parse_args(argv))
 
 
 def train_from_args(args) -> Dict[str, Any]:

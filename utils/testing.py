@@ -27,7 +27,7 @@ from utils.inference import PRECISIONS, Restorer, resolve_device
 __all__ = ['default_weights_path', 'add_inference_arguments', 'load_restorer', 'check_free', 'same_size_batches',
            'restore_batch', 'restore_images', 'plan_folder', 'restore_folder', 'load_mat_array', 'read_uint8_rgb',
            'pair_by_name', 'score_pairs', 'score_matlab_rgb', 'score_y_channel', 'score_realblur',
-           'score_matlab_float', 'report', 'run_main']
+           'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'report', 'run_main']
 
 Pair = Tuple[str, str]
 T = TypeVar('T')
@@ -257,6 +257,41 @@ def score_matlab_float(blocks: Tuple[np.ndarray, np.ndarray]) -> Tuple[float, fl
     """SIDD: MATLAB psnr and (3-D) ssim of a float block in [0, 1] against its target (L = 1)."""
     result, target = blocks
     return metrics.psnr(result, target, 1.0), metrics.ssim(result, target, 1.0)
+
+
+def evaluation_arguments(description: str, datasets: Sequence[str], gt_default: str,
+                         gt_layout: str, restrict: bool = True) -> argparse.ArgumentParser:
+    """The options every evaluation script shares: --datasets, --result_dir, --gt_dir, --workers."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--datasets', nargs='+', default=list(datasets), choices=list(datasets) if restrict else None,
+                        help='datasets to score (default: %(default)s)')
+    parser.add_argument('--result_dir', default='./results/',
+                        help='root of the results, <result_dir>/<dataset>/*.png (default: %(default)s)')
+    parser.add_argument('--gt_dir', default=gt_default,
+                        help=f'root holding {gt_layout} (default: %(default)s)')
+    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+                        help='processes scoring images in parallel (default: all cores, %(default)s)')
+    return parser
+
+
+def evaluate_datasets(args: argparse.Namespace, score: Callable[[Pair], Tuple[float, float]],
+                      target_dir: Callable[[str], str]) -> Dict[str, Tuple[float, float]]:
+    """Score <result_dir>/<dataset> against target_dir(dataset) for each of args.datasets.
+
+    A dataset without results is reported and skipped; none at all is an error.
+    Returns {dataset: (mean PSNR, mean SSIM)} and prints the MATLAB-style line per dataset.
+    """
+    scores = {}
+    for name in args.datasets:
+        result_dir = os.path.join(args.result_dir, name)
+        if not os.path.isdir(result_dir):
+            print(f'skipping {name}: no results in {result_dir}', file=sys.stderr, flush=True)
+            continue
+        pairs = pair_by_name(result_dir, target_dir(name))
+        scores[name] = report(name, score_pairs(score, pairs, args.workers, desc=name))
+    if not scores:
+        raise FileNotFoundError(f'no results for {", ".join(args.datasets)} under {args.result_dir}')
+    return scores
 
 
 def report(name: str, scores: Sequence[Tuple[float, float]]) -> Tuple[float, float]:

@@ -1,0 +1,64 @@
+"""What the inference and training benchmarks share: timing, parsing, formatting, device names."""
+import argparse
+import math
+import os
+import platform
+import time
+from typing import Optional
+
+import torch
+
+from MPRNet import canonical_task
+
+GIB = 2 ** 30
+
+
+def timed_ms(fn, device: torch.device) -> float:
+    """Duration of fn() in ms: CUDA events on a GPU (device time), perf_counter on CPU."""
+    if device.type == 'cuda':
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def parse_task(text: str) -> str:
+    """'deblurring' -> 'Deblurring', with argparse's kind of error for unknown names."""
+    try:
+        return canonical_task(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def fmt(value: Optional[float], spec: str) -> str:
+    """A table cell: '-' for a missing or NaN value, 'exact' for infinity (e.g. PSNR of identical outputs)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '-'
+    if math.isinf(value):
+        return 'exact'
+    return format(value, spec)
+
+
+def cpu_name() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_description(device: torch.device, threads: Optional[int] = None) -> str:
+    if device.type == 'cuda':
+        props = torch.cuda.get_device_properties(device)
+        return (f'{props.name} ({props.total_memory / GIB:.0f} GiB), CUDA {torch.version.cuda}, '
+                f'cuDNN {torch.backends.cudnn.version()}')
+    threads = threads or torch.get_num_threads()
+    return f'CPU {cpu_name()}, {threads} threads ({os.cpu_count()} cores visible)'
