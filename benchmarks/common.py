@@ -62,3 +62,11 @@ def device_description(device: torch.device, threads: Optional[int] = None) -> s
                 f'cuDNN {torch.backends.cudnn.version()}')
     threads = threads or torch.get_num_threads()
     return f'CPU {cpu_name()}, {threads} threads ({os.cpu_count()} cores visible)'
+
+
+def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, names) -> None:
+    """parser.error for any of the integer options `names` given below 1 (None = not given)."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f'--{name} must be at least 1, got {value}')

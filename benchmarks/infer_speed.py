@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from MPRNet import PRESETS, MPRNet  # noqa: E402
 from utils.checkpoint import build_model  # noqa: E402
 from utils.inference import Restorer, resolve_device  # noqa: E402
-from benchmarks.common import GIB, device_description, fmt, parse_task, timed_ms  # noqa: E402
+from benchmarks.common import GIB, device_description, fmt, parse_task, require_positive, timed_ms  # noqa: E402
 
 
 
@@ -349,10 +349,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--seed', type=int, default=0, help='seed of the random weights')
     p.add_argument('--out', default=None, help='write the report (markdown) to this file as well')
     args = p.parse_args(argv)
-    for name in ('batch', 'warmup', 'repeats', 'threads'):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f'--{name} must be at least 1, got {value}')
+    require_positive(p, args, ('batch', 'warmup', 'repeats', 'threads'))
     return args
 
 

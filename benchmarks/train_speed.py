@@ -32,7 +32,7 @@ from MPRNet import PRESETS  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.engine import Trainer  # noqa: E402
 from utils.inference import OutOfMemoryError, resolve_device  # noqa: E402
-from benchmarks.common import GIB, device_description, fmt, parse_task, timed_ms  # noqa: E402
+from benchmarks.common import GIB, device_description, fmt, parse_task, require_positive, timed_ms  # noqa: E402
 
 
 
@@ -185,10 +185,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--threads', type=int, default=None, help='CPU threads for PyTorch (default: its own choice)')
     p.add_argument('--out', default=None, help='also write the markdown report to this file')
     args = p.parse_args(argv)
-    for name in ('batch', 'patch', 'warmup', 'steps', 'repeats', 'threads'):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f'--{name} must be at least 1, got {value}')
+    require_positive(p, args, ('batch', 'patch', 'warmup', 'steps', 'repeats', 'threads'))
     if args.patch is not None and args.patch % 8:
         p.error(f'--patch must be a multiple of 8 (MPRNet halves the image three times), got {args.patch}')
     return args

@@ -18,6 +18,16 @@ def _seed_everything():
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for tiny models: they gain nothing from threads, and on a shared,
+    busy 2-core machine OpenMP threads waiting for each other cost up to ten-fold."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_config():
     return dict(TINY)
 

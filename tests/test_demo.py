@@ -12,14 +12,7 @@ from MPRNet import MPRNet
 from utils.checkpoint import OFFICIAL_WEIGHTS_URL
 from utils.inference import Restorer
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny convolutions run faster on one thread, above all on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture

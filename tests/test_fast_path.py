@@ -20,15 +20,7 @@ from skimage import data
 from MPRNet import CAB
 from utils.inference import Restorer
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """The tiny model gains nothing from threads, and on a shared 2-core machine OpenMP's
-    spinning threads slow these tests down ten-fold; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def natural_batch(height=24, width=32):

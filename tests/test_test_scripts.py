@@ -23,6 +23,8 @@ from conftest import TINY
 from utils.checkpoint import OFFICIAL_WEIGHTS_URL, save_atomic
 from utils.padding import crop_to, pad_to_multiple
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,15 +35,6 @@ def load_script(relpath):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    """Tiny models: on shared, busy cores, two torch threads wait on each other far longer than they help."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope='module')

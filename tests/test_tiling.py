@@ -14,14 +14,7 @@ from utils import tiling
 from utils.inference import OutOfMemoryError, Restorer
 from utils.tiling import axis_weights, estimate_peak_bytes, tile_starts, tile_windows
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny convolutions run faster on one thread, above all on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 class PerPixel(nn.Module):

@@ -20,6 +20,8 @@ from utils.engine import (MultiStageLoss, NonFiniteLossError, Trainer, build_dat
                           validation_steps)
 from utils.image_io import image_to_tensor, list_images, read_image, write_image
 
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_KEYS = ['MODEL.N_FEAT', 8, 'MODEL.SCALE_UNETFEATS', 4, 'MODEL.SCALE_ORSNETFEATS', 4, 'MODEL.NUM_CAB', 2]
 CHECKPOINT_KEYS = {'epoch', 'state_dict', 'optimizer', 'scheduler', 'scaler', 'rng', 'best_psnr', 'best_epoch',
@@ -34,15 +36,6 @@ def write_pairs(folder, count, size, rng):
         noisy = np.clip(target + rng.normal(0, 0.1, target.shape), 0, 1)
         write_image(os.path.join(folder, 'target', f'{i:02d}.png'), target)
         write_image(os.path.join(folder, 'input', f'{i:02d}.png'), noisy)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared, busy CPU, OpenMP threads waiting for each other cost up to 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope='module')
