@@ -9,8 +9,12 @@ Sources:
 
 Every picture is read, downscaled so its longest side is at most --max_side
 (area interpolation; smaller ones are kept as they are), and written as PNG to
-``<out>/train`` or ``<out>/val``. The split is fixed by a hash of the output name,
-so it never changes between runs or machines and adding photos moves none.
+``<out>/train``, ``<out>/val`` or ``<out>/test``. The split is fixed by a hash of
+the output name, so it never changes between runs or machines and adding photos
+moves none. The photos that samples/make_samples.py degrades for the demo are
+always in ``test``: the bundled weights never train on what the demo shows.
+``test`` is for judging trained models on photos they have never seen
+(scripts/evaluate_synthetic.py); validation picks the best epoch, so it is not.
 The same picture shipped at several resolutions is kept once; transparent
 overlays are composited over black; flat pictures are left out (and listed). The packages'
 copyright files go to ``<out>/LICENSES``.
@@ -36,7 +40,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils.image_io import is_image_file, read_image, write_image  # noqa: E402
 
-SPLITS = ('train', 'val')
+SPLITS = ('train', 'val', 'test')
 DEBIAN_PACKAGES = ('lomiri-wallpapers-16.04', 'lomiri-wallpapers-20.04', 'mate-backgrounds', 'ukui-wallpapers')
 # scikit-image's bundled natural photographs. Left out: drawings, text, microscopy and medical
 # images, an already motion-blurred photo (clock_motion) and the right view of the stereo pair
@@ -49,17 +53,31 @@ DUPLICATE_THRESHOLD = 0.01
 THUMBNAIL = 32
 # A picture whose pixels vary less than this (standard deviation, [0, 1]) has nothing to restore.
 FLAT_THRESHOLD = 0.02
+# The sources of the bundled demo samples (samples/make_samples.py): held out of training.
+HELD_OUT = ('skimage__astronaut', 'skimage__chelsea', 'skimage__coffee', 'skimage__motorcycle_left',
+            'skimage__rocket')
 
 
 # ----------------------------------------------------------------------------- split and resize
 
-def split_of(name: str, val_fraction: float) -> str:
-    """'val' or 'train' for an output file name, fixed by its SHA-256: the first 8 bytes as a
-    number in [0, 1) below `val_fraction` mean validation."""
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f'val_fraction must be in [0, 1], got {val_fraction}')
+def split_of(name: str, val_fraction: float, test_fraction: float = 0.0) -> str:
+    """'val', 'test' or 'train' for an output file name, fixed by its SHA-256.
+
+    The first 8 bytes as a number u in [0, 1): u < val_fraction is validation,
+    then the next `test_fraction` is test, the rest training; names in HELD_OUT
+    are always test. Growing a fraction only moves photos out of training.
+    """
+    for label, fraction in (('val_fraction', val_fraction), ('test_fraction', test_fraction)):
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f'{label} must be in [0, 1], got {fraction}')
+    if val_fraction + test_fraction > 1.0:
+        raise ValueError(f'val_fraction + test_fraction must be at most 1, got {val_fraction + test_fraction}')
+    if name in HELD_OUT:
+        return 'test'
     position = int.from_bytes(hashlib.sha256(name.encode('utf-8')).digest()[:8], 'big') / 2.0 ** 64
-    return 'val' if position < val_fraction else 'train'
+    if position < val_fraction:
+        return 'val'
+    return 'test' if position < val_fraction + test_fraction else 'train'
 
 
 def downscale(img: np.ndarray, max_side: int) -> np.ndarray:
@@ -196,11 +214,11 @@ class Summary:
 
 
 def prepare(sources: List[Source], out: str, max_side: int, val_fraction: float,
-            overwrite: bool = False) -> Summary:
+            overwrite: bool = False, test_fraction: float = 0.0) -> Summary:
     """Write every picture of `sources`, downscaled, as <out>/<split>/<name>.png; see the module doc.
 
-    An existing output is kept unless `overwrite`; one found in the other split (an
-    earlier run with another --val_fraction) is moved, so the splits stay disjoint.
+    An existing output is kept unless `overwrite`; one found in another split (an
+    earlier run with other fractions) is removed there, so the splits stay disjoint.
     """
     summary, thumbs = Summary(), []
     for split in SPLITS:
@@ -224,7 +242,7 @@ def prepare(sources: List[Source], out: str, max_side: int, val_fraction: float,
             summary.duplicates.append(f'{name} (same picture as {twin})')
             continue
         thumbs.append((name, thumb))
-        split = split_of(name, val_fraction)
+        split = split_of(name, val_fraction, test_fraction)
         target = os.path.join(out, split, f'{name}.png')
         for other in SPLITS:
             stale = os.path.join(out, other, f'{name}.png')
@@ -253,7 +271,7 @@ def folder_stats(folder: str) -> Tuple[int, int]:
 def print_summary(summary: Summary, out: str, failed_packages: List[str]) -> None:
     if summary.kept:
         print(f'{len(summary.kept)} photos already in {out} kept (use --overwrite to redo them)')
-    for label, items in (('moved to the other split', summary.moved),
+    for label, items in (('moved to another split', summary.moved),
                          ('transparent, composited over black', summary.composited),
                          ('duplicates left out', summary.duplicates), ('not photos, left out', summary.no_photo),
                          ('unreadable, left out', summary.failed)):
@@ -273,10 +291,13 @@ def print_summary(summary: Summary, out: str, failed_packages: List[str]) -> Non
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument('--out', default='Datasets/photos', help='output folder; gets train/, val/ and LICENSES/')
+    p.add_argument('--out', default='Datasets/photos', help='output folder; gets train/, val/, test/ and LICENSES/')
     p.add_argument('--max_side', type=int, default=1024, help='longest side of the written photos, in pixels')
     p.add_argument('--val_fraction', type=float, default=0.1,
                    help='share of photos set aside for validation (by a hash of the name, so fixed)')
+    p.add_argument('--test_fraction', type=float, default=0.1,
+                   help='share of photos held out for judging trained models (by the same hash; the '
+                        'sources of the demo samples are always held out)')
     p.add_argument('--packages', nargs='+', default=list(DEBIAN_PACKAGES), help='Debian wallpaper packages to use')
     p.add_argument('--skip_debian', action='store_true', help="only scikit-image's photos; no apt-get")
     p.add_argument('--apt_update', action='store_true', help='run apt-get update (needs root) before downloading')
@@ -284,8 +305,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_side < 64:
         p.error(f'--max_side {args.max_side} is too small for training patches; use at least 64')
-    if not 0.0 <= args.val_fraction <= 1.0:
-        p.error(f'--val_fraction must be in [0, 1], got {args.val_fraction}')
+    if not (0.0 <= args.val_fraction <= 1.0 and 0.0 <= args.test_fraction <= 1.0
+            and args.val_fraction + args.test_fraction <= 1.0):
+        p.error(f'--val_fraction and --test_fraction must be in [0, 1] with a sum of at most 1, got '
+                f'{args.val_fraction} and {args.test_fraction}')
     return args
 
 
@@ -302,7 +325,7 @@ def main(argv=None) -> Summary:
                     failed_packages.append(package)
                 else:
                     sources.append(source)
-        summary = prepare(sources, args.out, args.max_side, args.val_fraction, args.overwrite)
+        summary = prepare(sources, args.out, args.max_side, args.val_fraction, args.overwrite, args.test_fraction)
     print_summary(summary, args.out, failed_packages)
     return summary
 

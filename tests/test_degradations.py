@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from utils.degradations import (KINDS, add_noise, add_rain, convolve, degrade, motion_blur, motion_kernel,
-                                rain_layer, shake_trajectory, streak_kernel)
+from utils.degradations import (KINDS, add_noise, add_rain, blind_noise, convolve, degrade, jpeg_roundtrip,
+                                motion_blur, motion_kernel, rain_layer, shake_trajectory, streak_kernel)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,6 +97,33 @@ def test_blind_noise_level_stays_in_range():
     for seed in range(5):
         level = 255 * float(np.std(add_noise(clean, np.random.default_rng(seed)) - clean))
         assert 5 * 0.9 < level < 50 * 1.1
+
+
+def test_blind_noise_draws_level_shot_noise_and_jpeg_as_documented():
+    clean = np.full((64, 64, 3), 0.5, dtype=np.float32)
+    levels, shot, jpeg = [], 0, 0
+    for seed in range(60):
+        # Fixing the level at 25 isolates the two coin flips: one Poisson draw makes the noise
+        # stronger than 25/255 (variance 0.5/peak on top), and a JPEG round trip leaves values
+        # on the 1/255 grid; plain Gaussian noise on float32 almost never lands there.
+        out = blind_noise(clean, np.random.default_rng(seed), sigma=25)
+        on_grid = np.allclose(out * 255, np.round(out * 255), atol=1e-3)
+        jpeg += on_grid
+        # Without JPEG (which smooths noise away) the level stays in the drawn range.
+        levels.append(255 * float(np.std(blind_noise(clean, np.random.default_rng(1000 + seed), jpeg_quality=0)
+                                         - clean)))
+        if not on_grid:
+            shot += 255 * float(np.std(out - clean)) > 25 * 1.15
+    assert 5 * 0.9 < min(levels) and max(levels) < 50 * 1.3  # the sigma range, plus shot noise
+    # Binomial(60, 0.25) and (45, 0.3): within about 3 standard deviations.
+    assert 5 <= jpeg <= 26
+    assert 3 <= shot <= 25
+    # Everything fixed: exactly add_noise followed by the JPEG round trip.
+    fixed = blind_noise(clean, np.random.default_rng(3), sigma=10, signal_dependent=False, jpeg_quality=80)
+    by_hand = jpeg_roundtrip(add_noise(clean, np.random.default_rng(3), sigma=10), 80)
+    assert np.array_equal(fixed, by_hand)
+    assert np.array_equal(blind_noise(clean, np.random.default_rng(3), sigma=10, signal_dependent=False,
+                                      jpeg_quality=0), add_noise(clean, np.random.default_rng(3), sigma=10))
 
 
 # ----------------------------------------------------------------------------- motion blur

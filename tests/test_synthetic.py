@@ -120,6 +120,25 @@ def test_training_draws_differ_and_follow_pythons_random(photo_dir):
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
 
 
+def test_decoded_photos_are_cached_and_never_changed(photo_dir, monkeypatch):
+    import utils.synthetic as synthetic
+    data = get_synthetic_training_data(photo_dir, 'deblur', PS, seed=1)
+    reads = []
+    real_read = synthetic.read_image
+    monkeypatch.setattr(synthetic, 'read_image', lambda path: reads.append(path) or real_read(path))
+    for i in range(3 * len(data.photos)):
+        data[i % len(data.photos)]
+    assert len(reads) == len(data.photos)  # each photo decoded once
+    for index, photo in data._cache.items():
+        assert np.array_equal(photo, real_read(data.photos[index])[0])  # degrading never wrote into it
+    # Over the memory budget, photos are read from disk every time instead.
+    monkeypatch.setattr(synthetic, 'PHOTO_CACHE_BYTES', 0)
+    uncached = get_synthetic_training_data(photo_dir, 'deblur', PS, seed=1)
+    reads.clear()
+    uncached[0], uncached[0]
+    assert len(reads) == 2 and not uncached._cache
+
+
 def test_crops_per_photo_repeats_the_list(photo_dir):
     data = get_synthetic_training_data(photo_dir, 'denoise', PS, seed=1, crops_per_photo=3)
     assert len(data) == 6
@@ -174,6 +193,21 @@ def test_empty_or_missing_folder_and_bad_options(tmp_path, photo_dir):
 
 
 # ----------------------------------------------------------------------------- prepare_photos
+
+def test_held_out_and_test_split():
+    pp = load_prepare_photos()
+    names = [f'pkg__photo_{i}' for i in range(2000)]
+    # The demo samples' sources are test photos whatever the fractions.
+    assert all(pp.split_of(name, 0.5, 0.0) == 'test' for name in pp.HELD_OUT)
+    split = [pp.split_of(n, 0.1, 0.1) for n in names]
+    assert abs(split.count('test') / len(names) - 0.1) < 0.02
+    # Adding a test share only takes photos out of training; validation stays as it was.
+    without = [pp.split_of(n, 0.1) for n in names]
+    assert all(a == b for a, b in zip(split, without) if b == 'val')
+    assert all(b == 'train' for a, b in zip(split, without) if a == 'test')
+    with pytest.raises(ValueError, match='at most 1'):
+        pp.split_of('x', 0.6, 0.6)
+
 
 def test_split_is_deterministic_nested_and_about_the_fraction():
     split_of = load_prepare_photos().split_of

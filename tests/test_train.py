@@ -317,6 +317,15 @@ def test_synthetic_pairs_from_clean_photos_train(data_root, tmp_path):
     assert all(torch.equal(a, torch.cat([t, x])) for a, (t, x, _) in zip(first, loader)), 'same epoch, same noise'
     result = fit(cfg, 'cpu')
     assert math.isfinite(result['history'][0]['loss']) and math.isfinite(result['best_psnr'])
+    # TRAINING.CROPS_PER_PHOTO draws that many patches of each photo per epoch.
+    count = len(list_images(photos))
+    three = make_cfg(data_root, tmp_path, 'TRAINING.SYNTHETIC', 'denoise', 'TRAINING.TRAIN_DIR', photos,
+                     'TRAINING.VAL_DIR', photos, 'TRAINING.CROPS_PER_PHOTO', 3)
+    assert len(engine.build_datasets(three)[0]) == 3 * count
+    zero = make_cfg(data_root, tmp_path, 'TRAINING.SYNTHETIC', 'denoise', 'TRAINING.TRAIN_DIR', photos,
+                    'TRAINING.VAL_DIR', photos, 'TRAINING.CROPS_PER_PHOTO', 0)
+    with pytest.raises(ConfigError, match='CROPS_PER_PHOTO'):
+        engine.build_datasets(zero)
 
 
 def load_train_script(task):

@@ -63,6 +63,7 @@ def get_default_config() -> CN:
     c.TRAINING.SATURATION_JITTER = False  # ours: the Deblurring-only colour augmentation
     c.TRAINING.MIXUP_FROM_EPOCH = 0       # ours: MixUp from this epoch on (Denoising: 6); 0 = never
     c.TRAINING.SYNTHETIC = ''      # ours: '' = paired folders; deblur | derain | denoise = pairs made on the fly
+    c.TRAINING.CROPS_PER_PHOTO = 1  # ours, SYNTHETIC only: patches drawn from each photo per epoch
     c.TRAINING.NUM_WORKERS = 8     # ours: DataLoader workers per process
     c.TRAINING.VAL_BATCH_SIZE = 16  # ours
     c.TRAINING.SEED = 1234         # ours (published value hard-coded)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 __all__ = ['KINDS', 'shake_trajectory', 'rasterize_trajectory', 'motion_kernel', 'convolve', 'jpeg_roundtrip',
-           'motion_blur', 'streak_kernel', 'rain_layer', 'add_rain', 'add_noise', 'degrade']
+           'motion_blur', 'streak_kernel', 'rain_layer', 'add_rain', 'add_noise', 'blind_noise', 'degrade']
 
 KINDS = ('deblur', 'derain', 'denoise')
 _ALIASES = {'deblurring': 'deblur', 'deraining': 'derain', 'denoising': 'denoise'}
@@ -203,21 +203,21 @@ def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float]
     -> composited over the photo. Rain only brightens.
 
     Args:
-        density: streaks per pixel; drawn from U(0.001, 0.004) if None.
+        density: streaks per pixel; drawn from U(0.0005, 0.006) if None.
         angle: common streak angle in degrees from vertical; drawn from U(-30, 30) if None.
         length: streak length in pixels; drawn from U(8, 30) if None.
         width: streak width in pixels; drawn from U(1, 2.5) if None.
-        intensity: brightness of a saturated streak; drawn from U(0.4, 0.8) if None.
+        intensity: brightness of a saturated streak; drawn from U(0.3, 0.9) if None.
         blend: 'screen' (img + r (1 - img), never past white) or 'add' (img + r, clipped).
     """
     img = _check_image(img)
     if blend not in ('screen', 'add'):
         raise ValueError(f"blend must be 'screen' or 'add', got {blend!r}")
-    density = _uniform(rng, density, (0.001, 0.004))
+    density = _uniform(rng, density, (0.0005, 0.006))
     angle = _uniform(rng, angle, (-30.0, 30.0))
     length = _uniform(rng, length, (8.0, 30.0))
     width = _uniform(rng, width, (1.0, 2.5))
-    intensity = _uniform(rng, intensity, (0.4, 0.8))
+    intensity = _uniform(rng, intensity, (0.3, 0.9))
     rain = rain_layer(img.shape[:2], rng, density, angle, length, width, intensity)[:, :, None]
     # Written as img + something >= 0, so rain never darkens a pixel, not even by rounding.
     out = img + rain * (1 - img) if blend == 'screen' else img + rain
@@ -248,14 +248,39 @@ def add_noise(img: np.ndarray, rng: np.random.Generator, sigma: Optional[float] 
     return np.clip(out, 0, 1).astype(np.float32)
 
 
+def blind_noise(img: np.ndarray, rng: np.random.Generator, sigma: Optional[float] = None,
+                sigma_range: Tuple[float, float] = (5.0, 50.0), signal_dependent: Optional[bool] = None,
+                signal_dependent_prob: float = 0.3, peak: Optional[float] = None,
+                jpeg_quality: Optional[int] = None, jpeg_prob: float = 0.25,
+                quality_range: Tuple[int, int] = (60, 95)) -> np.ndarray:
+    """The noise users bring: Gaussian of unknown level, sometimes signal-dependent, sometimes
+    re-compressed as JPEG (which correlates the noise across each 8x8 block).
+
+    Args:
+        sigma: Gaussian std on the 0-255 scale; drawn from `sigma_range` if None.
+        signal_dependent: Poisson shot noise first (``add_noise``); drawn with
+            probability `signal_dependent_prob` if None.
+        peak: photons at white for the shot noise (drawn by ``add_noise`` if None).
+        jpeg_quality: re-compress at this quality (0: never); if None, with probability
+            `jpeg_prob`, at a quality drawn from `quality_range` (inclusive).
+    """
+    sigma = _uniform(rng, sigma, sigma_range)
+    if signal_dependent is None:
+        signal_dependent = bool(rng.random() < signal_dependent_prob)
+    out = add_noise(img, rng, sigma=sigma, signal_dependent=signal_dependent, peak=peak)
+    if jpeg_quality is None:
+        jpeg_quality = int(rng.integers(quality_range[0], quality_range[1] + 1)) if rng.random() < jpeg_prob else 0
+    return jpeg_roundtrip(out, jpeg_quality) if jpeg_quality else out
+
+
 # ----------------------------------------------------------------------------- dispatch
 
-_FUNCTIONS = {'deblur': motion_blur, 'derain': add_rain, 'denoise': add_noise}
+_FUNCTIONS = {'deblur': motion_blur, 'derain': add_rain, 'denoise': blind_noise}
 
 
 def degrade(img: np.ndarray, kind: str, rng: np.random.Generator, **params) -> np.ndarray:
     """Degrade `img` for a task: kind 'deblur' (motion_blur), 'derain' (add_rain) or 'denoise'
-    (add_noise); the task names 'Deblurring', 'Deraining', 'Denoising' work too. `params` go to
+    (blind_noise); the task names 'Deblurring', 'Deraining', 'Denoising' work too. `params` go to
     that function. Returns float32 (H, W, 3) in [0, 1]."""
     key = _ALIASES.get(str(kind).lower(), str(kind).lower())
     if key not in _FUNCTIONS:

@@ -20,6 +20,7 @@ import contextlib
 import math
 import os
 import random
+import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -162,7 +163,9 @@ def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
         if t.SYNTHETIC not in ('deblur', 'derain', 'denoise'):
             raise ConfigError(f"TRAINING.SYNTHETIC must be '', 'deblur', 'derain' or 'denoise', got {t.SYNTHETIC!r}")
         from utils.synthetic import get_synthetic_training_data, get_synthetic_validation_data
-        train = get_synthetic_training_data(t.TRAIN_DIR, t.SYNTHETIC, t.TRAIN_PS, t.SEED)
+        if t.CROPS_PER_PHOTO < 1:
+            raise ConfigError(f'TRAINING.CROPS_PER_PHOTO must be at least 1, got {t.CROPS_PER_PHOTO}')
+        train = get_synthetic_training_data(t.TRAIN_DIR, t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)
         val = get_synthetic_validation_data(t.VAL_DIR, t.SYNTHETIC, val_ps, t.SEED)
     else:
         from dataset_RGB import get_training_data, get_validation_data
@@ -571,8 +574,9 @@ def _run_epoch(cfg, trainer: Trainer, epoch: int, train_loader: DataLoader, samp
     sampler.set_epoch(epoch)
     val_at = set(validation_steps(steps, cfg.TRAINING.VAL_PER_EPOCH)) if is_validation_epoch(cfg, epoch) else set()
     start, images, loss_sum, psnr = time.perf_counter(), 0, 0.0, None
-    bar = tqdm(train_loader, total=steps, desc=f'epoch {epoch}/{cfg.OPTIM.NUM_EPOCHS}', disable=not is_main,
-               leave=False, dynamic_ncols=True)
+    # No bar when output goes to a file (a log of a background run): the epoch line below says it all.
+    bar = tqdm(train_loader, total=steps, desc=f'epoch {epoch}/{cfg.OPTIM.NUM_EPOCHS}',
+               disable=not is_main or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
     for step, (target, input_, _) in enumerate(bar, 1):
         loss = trainer.train_step(target, input_, epoch, step)
         loss_sum += loss
@@ -630,7 +634,9 @@ def train_main(config_path: str, description: str, argv=None) -> Dict[str, Any]:
 
 def train_from_args(args) -> Dict[str, Any]:
     """Load the config named by parsed train.py arguments and run ``fit``; errors exit with a message."""
+    from utils.allocator import keep_freed_memory
     from utils.config import config_from_args
+    keep_freed_memory()
     stray = [a for a in args.opts or [] if a.startswith('--')]
     if stray:
         raise SystemExit(f'error: option {stray[0]} after KEY VALUE overrides: put --config, --device and '
