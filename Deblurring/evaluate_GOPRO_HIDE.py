@@ -14,7 +14,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.testing import evaluate_datasets, evaluation_arguments, run_main, score_matlab_rgb  # noqa: E402
+from utils.cli import run_main  # noqa: E402
+from utils.evaluation import evaluate_datasets, evaluation_arguments, score_matlab_rgb  # noqa: E402
 
 DATASETS = ('GoPro', 'HIDE')
 
@@ -28,4 +29,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Tuple[float, float]]
 
 
 if __name__ == '__main__':
-    run_main(main)
+    sys.exit(run_main(main))

@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.testing import add_inference_arguments, load_restorer, plan_folder, restore_folder, run_main  # noqa: E402
+from utils.cli import add_test_script_arguments, load_restorer, plan_outputs, run_main  # noqa: E402
+from utils.folder_restore import collect_inputs, restore_folder  # noqa: E402
 
 TASK = 'Deblurring'
 DATASETS = ('GoPro', 'HIDE', 'RealBlur_J', 'RealBlur_R')
@@ -28,7 +29,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='datasets root holding <dataset>/test/input (default: %(default)s)')
     parser.add_argument('--result_dir', default='./results/',
                         help='results go to <result_dir>/<dataset>/ (default: %(default)s)')
-    add_inference_arguments(parser, TASK)
+    add_test_script_arguments(parser, TASK)
     return parser.parse_args(argv)
 
 
@@ -38,10 +39,13 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
     input_dir = os.path.join(args.input_dir, args.dataset, 'test', 'input')
     if not os.path.isdir(input_dir):
         raise FileNotFoundError(f'{args.dataset} inputs not found: {input_dir} (see Datasets/README.md)')
-    plan = plan_folder(input_dir, os.path.join(args.result_dir, args.dataset), args.overwrite)
-    restorer = load_restorer(TASK, args)
-    return restore_folder(restorer, plan, batch_size=args.batch_size, desc=args.dataset)
+    plan, _ = plan_outputs(collect_inputs(input_dir)[0], os.path.join(args.result_dir, args.dataset), args.overwrite,
+                           args.skip_existing)
+    restorer, info = load_restorer(TASK, args)
+    print(f'===> Testing {info}', flush=True)
+    restore_folder(restorer, plan, batch_size=args.batch_size, desc=args.dataset)
+    return [out for _, out in plan]
 
 
 if __name__ == '__main__':
-    run_main(main)
+    sys.exit(run_main(main))

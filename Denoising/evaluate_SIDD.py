@@ -17,7 +17,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.testing import load_mat_array, report, run_main, score_matlab_float, score_pairs  # noqa: E402
+from utils.cli import run_main  # noqa: E402
+from utils.evaluation import report, score_matlab_float, score_pairs  # noqa: E402
+from utils.image_io import load_mat_array  # noqa: E402
 
 GT_FILE, GT_KEY = 'ValidationGtBlocksSrgb.mat', 'ValidationGtBlocksSrgb'
 
@@ -56,4 +58,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Tuple[float, float]:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    sys.exit(run_main(main))

@@ -23,9 +23,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from utils.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
+from utils.folder_restore import restore_images  # noqa: E402
 from utils.image_io import write_image  # noqa: E402
-from utils.testing import add_inference_arguments, check_free, load_restorer, restore_images, \
-    run_main  # noqa: E402
 
 TASK = 'Denoising'
 
@@ -40,7 +40,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="also write the DND kit's per-box files <result_dir>/crops/<nnnn>_<bb>.mat")
     parser.add_argument('--save_images', action='store_true',
                         help='also write every denoised box as <result_dir>/png/<nnnn>_<bb>.png')
-    add_inference_arguments(parser, TASK)
+    add_test_script_arguments(parser, TASK)
     return parser.parse_args(argv)
 
 
@@ -99,9 +99,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     mat_dir, crop_dir, png_dir = (os.path.join(args.result_dir, d) for d in ('mat', 'crops', 'png'))
     outputs = [os.path.join(mat_dir, f'{n}.mat') for n in names]
     per_box = [f'{n}_{k + 1:02d}' for n, b in zip(names, boxes) for k in range(len(b))]
-    check_free(outputs + [os.path.join(crop_dir, f'{s}.mat') for s in per_box if args.save_crops]
+    refuse_existing(outputs + [os.path.join(crop_dir, f'{s}.mat') for s in per_box if args.save_crops]
                + [os.path.join(png_dir, f'{s}.png') for s in per_box if args.save_images], args.overwrite)
-    restorer = load_restorer(TASK, args)
+    restorer, info = load_restorer(TASK, args)
+    print(f'===> Testing {info}', flush=True)
     os.makedirs(mat_dir, exist_ok=True)
     for name, image_boxes, out_path in zip(tqdm(names, desc='DND', unit='img'), boxes, outputs):
         noisy_path = os.path.join(args.input_dir, 'images_srgb', f'{name}.mat')
@@ -118,4 +119,4 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    sys.exit(run_main(main))

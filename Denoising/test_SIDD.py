@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.image_io import write_image  # noqa: E402
-from utils.testing import add_inference_arguments, check_free, load_mat_array, load_restorer, restore_batch, \
-    run_main  # noqa: E402
+from utils.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
+from utils.folder_restore import restore_batch  # noqa: E402
+from utils.image_io import load_mat_array, write_image  # noqa: E402
 
 TASK = 'Denoising'
 NOISY_FILE, NOISY_KEY = 'ValidationNoisyBlocksSrgb.mat', 'ValidationNoisyBlocksSrgb'
@@ -34,7 +34,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='writes <result_dir>/mat/Idenoised.mat (default: %(default)s)')
     parser.add_argument('--save_images', action='store_true',
                         help='also write every denoised block as <result_dir>/png/<image>_<block>.png')
-    add_inference_arguments(parser, TASK)
+    add_test_script_arguments(parser, TASK)
     return parser.parse_args(argv)
 
 
@@ -54,14 +54,15 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     if not os.path.isfile(noisy_path):
         raise FileNotFoundError(f'{noisy_path} not found (SIDD validation data; see Datasets/README.md)')
     mat_path = os.path.join(args.result_dir, 'mat', 'Idenoised.mat')
-    check_free([mat_path], args.overwrite)
-    restorer = load_restorer(TASK, args)
+    refuse_existing([mat_path], args.overwrite)
+    restorer, info = load_restorer(TASK, args)
+    print(f'===> Testing {info}', flush=True)
     noisy = load_noisy_blocks(noisy_path)
     n_images, n_blocks = noisy.shape[:2]
     png_names = [os.path.join(args.result_dir, 'png', f'{i + 1:04d}_{k + 1:02d}.png')
                  for i in range(n_images) for k in range(n_blocks)]
     if args.save_images:
-        check_free(png_names, args.overwrite)
+        refuse_existing(png_names, args.overwrite)
 
     flat = noisy.reshape(-1, *noisy.shape[2:])
     denoised = np.empty(flat.shape, dtype=np.float32)
@@ -79,4 +80,4 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
 
 
 if __name__ == '__main__':
-    run_main(main)
+    sys.exit(run_main(main))

@@ -14,7 +14,8 @@ from typing import Dict, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.testing import add_inference_arguments, load_restorer, plan_folder, restore_folder, run_main  # noqa: E402
+from utils.cli import add_test_script_arguments, load_restorer, plan_outputs, run_main  # noqa: E402
+from utils.folder_restore import collect_inputs, restore_folder  # noqa: E402
 
 TASK = 'Deraining'
 DATASETS = ('Rain100L', 'Rain100H', 'Test100', 'Test1200', 'Test2800')
@@ -28,7 +29,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='root holding <name>/input for each test set (default: %(default)s)')
     parser.add_argument('--result_dir', default='./results/',
                         help='results go to <result_dir>/<name>/ (default: %(default)s)')
-    add_inference_arguments(parser, TASK)
+    add_test_script_arguments(parser, TASK)
     return parser.parse_args(argv)
 
 
@@ -39,16 +40,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
     for name in args.datasets:
         folder = os.path.join(args.input_dir, name, 'input')
         if os.path.isdir(folder):
-            plans[name] = plan_folder(folder, os.path.join(args.result_dir, name), args.overwrite)
+            plans[name] = plan_outputs(collect_inputs(folder)[0], os.path.join(args.result_dir, name), args.overwrite,
+                                       args.skip_existing)[0]
         else:
             print(f'skipping {name}: {folder} not found', file=sys.stderr, flush=True)
     if not plans:
         raise FileNotFoundError(f'none of the test sets {", ".join(args.datasets)} is under {args.input_dir} '
                                 '(expected <name>/input; see Datasets/README.md)')
-    restorer = load_restorer(TASK, args)
-    return {name: restore_folder(restorer, plan, batch_size=args.batch_size, desc=name)
-            for name, plan in plans.items()}
+    restorer, info = load_restorer(TASK, args)
+    print(f'===> Testing {info}', flush=True)
+    for name, plan in plans.items():
+        restore_folder(restorer, plan, batch_size=args.batch_size, desc=name)
+    return {name: [out for _, out in plan] for name, plan in plans.items()}
 
 
 if __name__ == '__main__':
-    run_main(main)
+    sys.exit(run_main(main))

@@ -5,9 +5,13 @@
 
 Each sample is one photograph from ``skimage.data`` (shipped with
 scikit-image, no download), resized to a long side of 320 px and degraded
-with ``utils.degradations``: camera-shake blur, rain streaks or noise. The
-random generator of each sample is seeded from --seed and the sample's name,
-so the files are the same on every run and adding a sample changes no other.
+with ``utils.degradations``: camera-shake blur, rain streaks or noise, into
+the folder of the task that restores it (<output_dir>/Deblurring/ etc.). These
+photographs are held out of the bundled weights' training
+(scripts/prepare_photos.py HELD_OUT), so the demo shows what a user gets on
+photos the model has never seen. The random generator of each sample is
+seeded from --seed and the sample's name, so the files are the same on every
+run and adding a sample changes no other.
 """
 import argparse
 import os
@@ -22,14 +26,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from utils.degradations import degrade  # noqa: E402
 from utils.image_io import write_image  # noqa: E402
 
-# (file name, skimage.data photograph, degradation, fixed parameters; the rest are drawn from the seed)
+# (task folder, file name, skimage.data photograph, degradation, fixed parameters; the rest are
+# drawn from the seed)
 SAMPLES = (
-    ('blur_coffee', 'coffee', 'deblur', dict(max_size=25)),
-    ('blur_motorcycle', 'motorcycle', 'deblur', dict(max_size=25)),
-    ('rain_astronaut', 'astronaut', 'derain', dict()),
-    ('rain_rocket', 'rocket', 'derain', dict()),
-    ('noise_chelsea', 'chelsea', 'denoise', dict(sigma=15, signal_dependent=True, peak=100)),
-    ('noise_coffee', 'coffee', 'denoise', dict(sigma=25)),
+    ('Deblurring', 'blur_coffee', 'coffee', 'deblur', dict(max_size=25)),
+    ('Deblurring', 'blur_motorcycle', 'motorcycle', 'deblur', dict(max_size=25)),
+    ('Deraining', 'rain_astronaut', 'astronaut', 'derain', dict()),
+    ('Deraining', 'rain_rocket', 'rocket', 'derain', dict()),
+    ('Denoising', 'noise_chelsea', 'chelsea', 'denoise', dict(sigma=15, signal_dependent=True, peak=100,
+                                                             jpeg_quality=0)),
+    ('Denoising', 'noise_coffee', 'coffee', 'denoise', dict(sigma=25, signal_dependent=False, jpeg_quality=0)),
 )
 LONG_SIDE = 320
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,24 +76,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    targets = [(os.path.join(args.output_dir, f'{name}.png'), name) for name, *_ in SAMPLES]
+    targets = [(os.path.join(args.output_dir, task, f'{name}.png'), name) for task, name, *_ in SAMPLES]
     if args.clean_dir:
-        targets += [(os.path.join(args.clean_dir, f'{name}.png'), name) for name, *_ in SAMPLES]
+        targets += [(os.path.join(args.clean_dir, task, f'{name}.png'), name) for task, name, *_ in SAMPLES]
     existing = [path for path, _ in targets if os.path.exists(path)]
     if existing and not args.overwrite:
         print(f'error: {len(existing)} sample files already exist (e.g. {existing[0]}); '
               'pass --overwrite to replace them', file=sys.stderr)
         return 2
     total = 0
-    for name, photo, kind, params in SAMPLES:
+    for task, name, photo, kind, params in SAMPLES:
         clean = resize_long_side(load_photo(photo), args.long_side)
         degraded = degrade(clean, kind, sample_rng(args.seed, name), **params)
-        path = os.path.join(args.output_dir, f'{name}.png')
+        path = os.path.join(args.output_dir, task, f'{name}.png')
         write_image(path, degraded)
         total += os.path.getsize(path)
         print(f'{path}: {degraded.shape[1]}x{degraded.shape[0]} {kind} of skimage.data.{photo}')
         if args.clean_dir:
-            write_image(os.path.join(args.clean_dir, f'{name}.png'), clean)
+            write_image(os.path.join(args.clean_dir, task, f'{name}.png'), clean)
     print(f'{len(SAMPLES)} samples, {total / 1e6:.2f} MB in {args.output_dir}')
     return 0
 

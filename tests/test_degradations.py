@@ -244,13 +244,19 @@ def load_make_samples():
     return module
 
 
+def sample_files(folder):
+    """{task/name.png: path} of the sample images under `folder`."""
+    return {os.path.relpath(os.path.join(d, f), folder): os.path.join(d, f)
+            for d, _, files in os.walk(folder) for f in files}
+
+
 def test_sample_script_is_reproducible_and_refuses_to_overwrite(tmp_path, capsys):
     make_samples = load_make_samples()
     first, second, clean = tmp_path / 'a', tmp_path / 'b', tmp_path / 'clean'
     assert make_samples.main(['--output_dir', str(first), '--clean_dir', str(clean), '--long_side', '40']) == 0
     assert make_samples.main(['--output_dir', str(second), '--long_side', '40']) == 0
-    names = sorted(f'{name}.png' for name, *_ in make_samples.SAMPLES)
-    assert sorted(os.listdir(first)) == names and sorted(os.listdir(clean)) == names
+    names = sorted(os.path.join(task, f'{name}.png') for task, name, *_ in make_samples.SAMPLES)
+    assert sorted(sample_files(first)) == names and sorted(sample_files(clean)) == names
     for name in names:
         a, b, c = (cv2.imread(str(folder / name)) for folder in (first, second, clean))
         assert np.array_equal(a, b) and a.shape == c.shape and max(a.shape[:2]) == 40
@@ -259,11 +265,22 @@ def test_sample_script_is_reproducible_and_refuses_to_overwrite(tmp_path, capsys
     assert '--overwrite' in capsys.readouterr().err
 
 
+def test_samples_come_from_photos_held_out_of_training():
+    import importlib.util as iu
+    spec = iu.spec_from_file_location('prepare_photos', os.path.join(REPO, 'scripts', 'prepare_photos.py'))
+    prepare_photos = iu.module_from_spec(spec)
+    spec.loader.exec_module(prepare_photos)
+    sources = {'motorcycle': 'motorcycle_left'}
+    for _, _, photo, _, _ in load_make_samples().SAMPLES:
+        assert f'skimage__{sources.get(photo, photo)}' in prepare_photos.HELD_OUT, photo
+
+
 def test_bundled_samples_match_the_script():
     make_samples = load_make_samples()
     folder = os.path.join(REPO, 'samples', 'input')
-    names = sorted(f'{name}.png' for name, *_ in make_samples.SAMPLES)
-    assert sorted(os.listdir(folder)) == names
-    assert sum(os.path.getsize(os.path.join(folder, n)) for n in names) < 1.5e6
-    for name in names:
-        assert max(cv2.imread(os.path.join(folder, name)).shape[:2]) == make_samples.LONG_SIDE
+    names = sorted(os.path.join(task, f'{name}.png') for task, name, *_ in make_samples.SAMPLES)
+    files = sample_files(folder)
+    assert sorted(files) == names
+    assert sum(os.path.getsize(path) for path in files.values()) < 1.5e6
+    for path in files.values():
+        assert max(cv2.imread(path).shape[:2]) == make_samples.LONG_SIDE

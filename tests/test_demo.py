@@ -11,6 +11,7 @@ import demo
 from MPRNet import MPRNet
 from utils.checkpoint import OFFICIAL_WEIGHTS_URL
 from utils.inference import Restorer
+from utils.weights import WeightsNotFoundError, resolve_weights
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -69,7 +70,7 @@ def test_restores_every_kind_of_image(inputs, tmp_path, weights, capsys):
 def test_result_is_the_restorers_output(tmp_path, weights, tiny_model):
     src = write(tmp_path / 'one.png', rgb8(33, 47, seed=3))
     assert run('--task', 'Deblurring', '--input_dir', src, '--result_dir', tmp_path / 'out', '--weights', weights,
-               '--tile', 24, '--tile_overlap', 8) == 0
+               '--tile', 24, '--tile_overlap', 8, '--exact') == 0
     result = cv2.cvtColor(cv2.imread(str(tmp_path / 'out' / 'one.png')), cv2.COLOR_BGR2RGB)
     x = torch.from_numpy(cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None] / 255.0
     expected = Restorer(tiny_model, tile=24, tile_overlap=8)(x.float())[0].permute(1, 2, 0).numpy()
@@ -95,23 +96,25 @@ def test_missing_weights_name_the_file_and_the_source(inputs, tmp_path, capsys):
 
 
 def test_weight_lookup_official_then_synthetic(tmp_path):
-    with pytest.raises(demo.DemoError) as info:
-        demo.find_weights('Deraining', str(tmp_path))
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_weights('Deraining', 'auto', str(tmp_path))
     message = str(info.value)
     assert str(tmp_path / 'pretrained_models' / 'model_deraining.pth') in message
-    assert OFFICIAL_WEIGHTS_URL in message
+    assert OFFICIAL_WEIGHTS_URL in message and '\n' not in message
     synthetic = tmp_path / 'pretrained_models' / 'synthetic' / 'model_deraining_synthetic.pth'
     synthetic.parent.mkdir(parents=True)
     synthetic.write_bytes(b'')
-    path, notice = demo.find_weights('Deraining', str(tmp_path))
-    assert path == str(synthetic) and str(synthetic) in notice and '\n' not in notice
+    assert resolve_weights('Deraining', 'auto', str(tmp_path)) == (str(synthetic), 'bundled')
+    with pytest.raises(WeightsNotFoundError, match='no official weights'):
+        resolve_weights('Deraining', 'official', str(tmp_path))
     in_task_folder = tmp_path / 'Deraining' / 'pretrained_models' / 'model_deraining.pth'
     in_task_folder.parent.mkdir(parents=True)
     in_task_folder.write_bytes(b'')
-    assert demo.find_weights('Deraining', str(tmp_path)) == (str(in_task_folder), None)
+    assert resolve_weights('Deraining', 'auto', str(tmp_path)) == (str(in_task_folder), 'official')
     official = tmp_path / 'pretrained_models' / 'model_deraining.pth'
     official.write_bytes(b'')
-    assert demo.find_weights('Deraining', str(tmp_path)) == (str(official), None)
+    assert resolve_weights('Deraining', 'auto', str(tmp_path)) == (str(official), 'official')
+    assert resolve_weights('Deraining', 'bundled', str(tmp_path)) == (str(synthetic), 'bundled')
 
 
 def test_wrong_task_weights_get_the_preset_message(inputs, tmp_path, capsys):

@@ -167,12 +167,13 @@ def test_missing_weights_name_the_path_and_the_official_source(gopro):
 
 
 def test_script_runs_from_its_folder_and_reports_missing_weights_in_one_line(tmp_path):
-    """`python test.py` as the README says: imports resolve, default paths are relative, exit code 1."""
+    """`python test.py` as the README says: imports resolve, default paths are relative, exit code 2
+    (nothing was run: utils.cli's convention)."""
     write_rgb(tmp_path / 'Datasets' / 'HIDE' / 'test' / 'input' / 'x.png', np.zeros((8, 8, 3), np.uint8))
     proc = subprocess.run([sys.executable, str(ROOT / 'Deblurring' / 'test.py'), '--dataset', 'HIDE',
                            '--device', 'cpu'], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert 'error: weights not found: ./pretrained_models/model_deblurring.pth' in proc.stderr
     assert 'Traceback' not in proc.stderr
 
@@ -315,7 +316,7 @@ def test_evaluation_pairs_by_name_and_lists_unmatched_names(tmp_path):
 
 
 def test_pairing_is_by_stem_across_extensions(tmp_path):
-    from utils.testing import pair_by_name
+    from utils.evaluation import pair_by_name
     rng = np.random.default_rng(6)
     write_rgb(tmp_path / 'res' / 'b.png', random_rgb(rng, 8, 8))
     write_rgb(tmp_path / 'res' / 'a.png', random_rgb(rng, 8, 8))

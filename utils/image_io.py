@@ -5,6 +5,7 @@ files are divided by 255 and 16-bit files by 65535, so nothing is clipped
 to 8 bits on the way in.
 """
 import os
+import tempfile
 from typing import List, Tuple
 
 import cv2
@@ -12,9 +13,14 @@ import numpy as np
 import torch
 
 __all__ = ['IMAGE_EXTENSIONS', 'is_image_file', 'list_images', 'read_image', 'write_image',
-           'image_to_tensor', 'tensor_to_image']
+           'image_to_tensor', 'tensor_to_image', 'load_mat_array']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+# The process's umask, read once at import (reading it means setting it, which is not thread-safe):
+# results get the usual permissions rather than mkstemp's 0600.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 # OpenCV threads fight DataLoader workers for the same cores.
 cv2.setNumThreads(0)
@@ -68,7 +74,9 @@ def read_image(path: str) -> Tuple[np.ndarray, int]:
 def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
     """Write float RGB (H, W, 3) in [0, 1] as an 8- or 16-bit image (rounded, clipped).
 
-    The format follows the file extension; 16 bits need PNG or TIFF.
+    The format follows the file extension; 16 bits need PNG or TIFF. The file
+    appears whole or not at all: it is written under a temporary name in the same
+    folder and renamed (an interrupted run never leaves half an image).
     """
     img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
     if bit_depth == 16:
@@ -83,8 +91,18 @@ def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
     ok, buf = cv2.imencode(ext, out)
     if not ok:
         raise ValueError(f'cannot encode image as {ext}: {path}')
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    buf.tofile(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(buf.tobytes())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -95,3 +113,23 @@ def image_to_tensor(img: np.ndarray) -> torch.Tensor:
 def tensor_to_image(t: torch.Tensor) -> np.ndarray:
     """(3, H, W) tensor -> (H, W, 3) float32 array in [0, 1]."""
     return t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def load_mat_array(path: str, key: str) -> np.ndarray:
+    """Array `key` of a MATLAB .mat file: v5 through scipy, v7.3 (HDF5) through h5py in MATLAB's axis order."""
+    import h5py
+    import scipy.io
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'file not found: {path}')
+    if h5py.is_hdf5(path):  # MATLAB v7.3 stores arrays column-major: h5py sees the axes reversed
+        with h5py.File(path, 'r') as f:
+            if key not in f:
+                raise ValueError(f'{path} has no variable {key!r} (it has: {", ".join(f.keys())})')
+            return np.asarray(f[key]).T
+    try:
+        data = scipy.io.loadmat(path, variable_names=[key])
+    except ValueError as err:
+        raise ValueError(f'cannot read {path} as a .mat file: {err}') from err
+    if key not in data:
+        raise ValueError(f'{path} has no variable {key!r}')
+    return data[key]

@@ -7,21 +7,67 @@ that reproduces the published numbers. ``tile`` / ``auto_tile`` run large
 images in overlapping tiles (``utils.tiling``) so memory follows the tile size.
 """
 import contextlib
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 
 from utils import tiling
 from utils.padding import crop_to, pad_to_multiple
 
-__all__ = ['Restorer', 'resolve_device', 'PRECISIONS', 'OutOfMemoryError']
+__all__ = ['Restorer', 'resolve_device', 'PRECISIONS', 'PRECISION_CHOICES', 'AUTO_BF16_TASKS', 'choose_precision',
+           'cpu_has_native_bf16', 'OutOfMemoryError']
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+PRECISION_CHOICES = ('auto',) + tuple(PRECISIONS)
+# Tasks whose bf16 output stayed above 45 dB PSNR against fp32 on real photos with the bundled
+# weights (docs/PERFORMANCE.md, benchmarks/precision_check.py); the others stay fp32 under 'auto'.
+AUTO_BF16_TASKS = frozenset({'Deblurring', 'Deraining', 'Denoising'})
 # torch.OutOfMemoryError is new in torch 2.5; older versions only raise the CUDA one.
 OutOfMemoryError = getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryError)
 # Share of the free memory a whole-image pass may plan to use before auto-tiling takes over.
 MEMORY_FRACTION = 0.8
 MIN_AUTO_TILE = 64
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), read from /proc/cpuinfo.
+
+    Without it bf16 autocast is emulated and slower than fp32; where the flags
+    cannot be read (not Linux) the answer is False, which keeps fp32.
+    """
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
+                    return bool(flags & {'avx512_bf16', 'amx_bf16'})
+    except OSError:
+        pass
+    return False
+
+
+def choose_precision(precision: str, fast: bool, task: str, device: torch.device) -> Tuple[str, bool, str]:
+    """(precision, fast, description) for a --precision choice; 'auto' picks per device and task.
+
+    auto: bf16 autocast with the fast path on a GPU with bf16, or on a CPU with
+    native bf16, for the tasks in AUTO_BF16_TASKS; fp32 with the fast path
+    otherwise. fp16 on a CPU is refused: it is emulated there, about 100x slower.
+    """
+    device = torch.device(device)
+    if precision == 'auto':
+        if task in AUTO_BF16_TASKS and (
+                (device.type == 'cuda' and torch.cuda.is_bf16_supported())
+                or (device.type == 'cpu' and cpu_has_native_bf16())):
+            return 'bf16', True, 'bf16 autocast + fast path (auto)'
+        return 'fp32', True, 'fp32 fast path (auto)'
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    if precision == 'fp16' and device.type == 'cpu':
+        raise ValueError('--precision fp16 on the CPU is emulated and about 100x slower than fp32; use '
+                         'bf16 (native on recent CPUs), fp32, or auto')
+    if precision == 'fp32' and not fast:
+        return 'fp32', False, 'fp32 exact path'
+    return precision, fast, f'{precision}{" autocast" if precision != "fp32" else ""}{" + fast path" if fast else ""}'
 
 
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -47,9 +93,13 @@ class Restorer:
             blended back (``utils.tiling``); None: the whole image at once.
         tile_overlap: minimum overlap of neighbouring tiles, in pixels.
         auto_tile: use tiles when the whole image's estimated memory exceeds the device's free
-            memory (with tile=None), and after an out-of-memory error retry with tiles half the size.
-            The tiled result differs slightly from the whole-image one (see README); the exact
-            path is the default (auto_tile=False).
+            memory or `memory_budget` (with tile=None), and after an out-of-memory error retry
+            with tiles half the size. The tiled result differs slightly from the whole-image one
+            (see README); the exact path is the default (auto_tile=False).
+        memory_budget: bytes one image may use before auto_tile switches to tiles (None: only
+            the free memory counts). On a CPU the free memory is shared with everything else
+            on the machine, so the demo sets a few GB.
+        progress: called as progress(done, total) after each tile of a tiled image.
 
     After each call ``last_tile`` holds the tile size used (None: whole image) and
     ``last_tiling_reason`` why tiles were chosen automatically (None otherwise).
@@ -57,14 +107,18 @@ class Restorer:
 
     def __init__(self, model: torch.nn.Module, device: torch.device = torch.device('cpu'),
                  precision: str = 'fp32', fast: bool = False, tile: Optional[int] = None,
-                 tile_overlap: int = 32, auto_tile: bool = False):
+                 tile_overlap: int = 32, auto_tile: bool = False, memory_budget: Optional[int] = None,
+                 progress: Optional[Callable[[int, int], None]] = None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if tile is not None:
             tiling.check_tile_options(tile, tile_overlap)
         elif not isinstance(tile_overlap, int) or tile_overlap < 0:
             raise ValueError(f'tile overlap must be a non-negative number of pixels, got {tile_overlap}')
+        if memory_budget is not None and memory_budget <= 0:
+            raise ValueError(f'memory budget must be a positive number of bytes, got {memory_budget}')
         self.tile, self.tile_overlap, self.auto_tile = tile, tile_overlap, auto_tile
+        self.memory_budget, self.progress = memory_budget, progress
         self.last_tile: Optional[int] = None
         self.last_tiling_reason: Optional[str] = None
         self.device = torch.device(device)
@@ -105,15 +159,21 @@ class Restorer:
         return 4 if self.dtype is None else 2
 
     def _tile_for_memory(self, padded: torch.Tensor) -> Optional[int]:
-        """A tile size when the whole padded image would not fit in free device memory, else None."""
+        """A tile size when the whole padded image would not fit in free device memory or the
+        memory budget, else None."""
         n, _, height, width = padded.shape
         need = tiling.estimate_peak_bytes(self.model, height, width, n, self._element_bytes())
         free = tiling.free_memory_bytes(self.device)
-        if need is None or free is None or need <= MEMORY_FRACTION * free:
+        limits = [(MEMORY_FRACTION * free, f'{free / 2**30:.1f} GiB free on {self.device}')] if free else []
+        if self.memory_budget is not None:
+            limits.append((self.memory_budget, f'the memory budget is {self.memory_budget / 2**30:.1f} GiB'))
+        if need is None or not limits:
             return None
-        tile = tiling.largest_tile(self.model, MEMORY_FRACTION * free, n, self._element_bytes(), MIN_AUTO_TILE)
-        self.last_tiling_reason = (f'the whole {height}x{width} image needs about {need / 2**30:.1f} GiB, '
-                                   f'{free / 2**30:.1f} GiB free on {self.device}')
+        budget, why = min(limits)
+        if need <= budget:
+            return None
+        tile = tiling.largest_tile(self.model, budget, n, self._element_bytes(), MIN_AUTO_TILE)
+        self.last_tiling_reason = f'the whole {height}x{width} image needs about {need / 2**30:.1f} GiB, {why}'
         return tile
 
     def _run_tiles(self, padded: torch.Tensor, tile: Optional[int]) -> torch.Tensor:
@@ -121,7 +181,8 @@ class Restorer:
             return self.forward_padded(padded.to(self.device))
         # A tile chosen here (not the caller's) keeps an overlap in proportion to its size.
         overlap = self.tile_overlap if tile == self.tile else min(self.tile_overlap, tile // 4)
-        return tiling.tiled_forward(lambda t: self.forward_padded(t.to(self.device)), padded, tile, overlap)
+        return tiling.tiled_forward(lambda t: self.forward_padded(t.to(self.device)), padded, tile, overlap,
+                                    on_tile=self.progress)
 
     def _forward_large(self, padded: torch.Tensor) -> torch.Tensor:
         """Whole image or tiles (explicit, or chosen for memory); with auto_tile, an

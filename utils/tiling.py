@@ -111,20 +111,23 @@ def tile_windows(height: int, width: int, tile: int, overlap: int) -> Iterator[T
 
 
 def tiled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int,
-                  overlap: int) -> torch.Tensor:
+                  overlap: int, on_tile: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """Blend fn over overlapping tiles of x: (N, C, H, W), H and W multiples of 8 -> (N, C', H, W).
 
     `fn` maps a tile (N, C, h, w) to (N, C', h, w) on any device; the result
     is assembled in float32 on x's device, so only one tile's activations
-    are on fn's device at a time.
+    are on fn's device at a time. `on_tile(done, total)` is called after each tile.
     """
     height, width = x.shape[-2:]
+    total = len(tile_starts(height, tile, overlap)) * len(tile_starts(width, tile, overlap))
     out = None
-    for rows, cols, weight in tile_windows(height, width, tile, overlap):
+    for done, (rows, cols, weight) in enumerate(tile_windows(height, width, tile, overlap), 1):
         pred = fn(x[..., rows, cols]).to(x.device, torch.float32)
         if out is None:
             out = torch.zeros(*pred.shape[:2], height, width, dtype=torch.float32, device=x.device)
         out[..., rows, cols] += pred * weight.to(x.device)
+        if on_tile is not None:
+            on_tile(done, total)
     return out
 
 

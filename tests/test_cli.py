@@ -1,0 +1,146 @@
+"""utils.cli and the demo's run options: exit codes, skipping, comparison pictures, precision choice."""
+import os
+import stat
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import demo
+from utils import inference
+from utils.cli import EXIT_INTERRUPTED, EXIT_NOTHING_RUN, EXIT_OK, EXIT_SOME_FAILED, UsageError, run_main
+from utils.image_io import write_image
+from utils.inference import Restorer, choose_precision
+
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+
+
+@pytest.fixture
+def weights(tmp_path, tiny_model):
+    path = tmp_path / 'tiny.pth'
+    torch.save({'state_dict': tiny_model.state_dict(), 'model_config': tiny_model.config}, path)
+    return str(path)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {'a': (20, 28), 'b': (16, 16), 'c': (24, 12)}.items():
+        assert cv2.imwrite(str(folder / f'{name}.png'), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    return folder
+
+
+def run(*argv):
+    return demo.main([str(a) for a in argv])
+
+
+def test_run_main_exit_codes(capsys):
+    assert run_main(lambda argv: None) == EXIT_OK
+    assert run_main(lambda argv: {'results': []}) == EXIT_OK
+    assert run_main(lambda argv: 2) == EXIT_SOME_FAILED  # two items failed
+
+    def refuse(argv):
+        raise UsageError('bad --thing')
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    assert run_main(refuse) == EXIT_NOTHING_RUN
+    assert capsys.readouterr().err.strip() == 'error: bad --thing'
+    assert run_main(interrupted) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert 'interrupted' in err and '--skip_existing' in err and 'Traceback' not in err
+
+
+def test_skip_existing_keeps_finished_results_and_restores_the_rest(inputs, tmp_path, weights, capsys):
+    out = tmp_path / 'out'
+    out.mkdir()
+    assert cv2.imwrite(str(out / 'b.png'), np.zeros((3, 3, 3), np.uint8))
+    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', out, '--weights', weights,
+               '--skip_existing') == EXIT_OK
+    assert cv2.imread(str(out / 'b.png')).shape == (3, 3, 3)  # kept as it was
+    assert cv2.imread(str(out / 'a.png')).shape == (20, 28, 3) and (out / 'c.png').exists()
+    assert '1 results already in' in capsys.readouterr().out
+    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', out, '--weights', weights,
+               '--skip_existing', '--overwrite') == EXIT_NOTHING_RUN
+    assert 'contradict' in capsys.readouterr().err
+
+
+def test_compare_writes_every_input_beside_its_result(inputs, tmp_path, weights):
+    picture = tmp_path / 'cmp' / 'comparison.png'
+    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', tmp_path / 'out', '--weights',
+               weights, '--compare', picture) == EXIT_OK
+    img = cv2.imread(str(picture))
+    # Three rows (one per image), each an input panel and a result panel side by side with a label band.
+    from utils.visualize import GAP, LABEL_HEIGHT
+    title = LABEL_HEIGHT + 8
+    rows = (20 + LABEL_HEIGHT) + (16 + LABEL_HEIGHT) + (24 + LABEL_HEIGHT) + 3 * GAP
+    assert img.shape[0] == title + rows
+    assert img.shape[1] == 2 * 28 + GAP + 2 * GAP  # the widest row: two 28-px panels
+    # A second run refuses to replace the picture unless told to.
+    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', tmp_path / 'out2', '--weights',
+               weights, '--compare', picture) == EXIT_NOTHING_RUN
+
+
+def test_unusable_result_folder_is_refused_before_any_image(inputs, tmp_path, weights, capsys):
+    a_file = tmp_path / 'file.txt'
+    a_file.write_text('x')
+    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', a_file, '--weights', weights) == \
+        EXIT_NOTHING_RUN
+    assert 'is a file' in capsys.readouterr().err
+    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', a_file / 'sub', '--weights',
+               weights) == EXIT_NOTHING_RUN
+    assert 'cannot write results into' in capsys.readouterr().err
+
+
+def test_every_image_failing_is_exit_2(tmp_path, weights, capsys):
+    folder = tmp_path / 'broken'
+    folder.mkdir()
+    (folder / 'x.png').write_bytes(b'not a png')
+    (folder / 'y.jpg').write_bytes(b'')
+    assert run('--task', 'Deraining', '--input_dir', folder, '--result_dir', tmp_path / 'out',
+               '--weights', weights) == EXIT_NOTHING_RUN
+    err = capsys.readouterr().err
+    assert 'x.png' in err and 'y.jpg' in err and 'none of the 2 images' in err
+
+
+def test_auto_precision_follows_the_cpu_and_fp16_on_cpu_is_refused(monkeypatch):
+    cpu = torch.device('cpu')
+    monkeypatch.setattr(inference, 'cpu_has_native_bf16', lambda: True)
+    assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('bf16', True)
+    monkeypatch.setattr(inference, 'AUTO_BF16_TASKS', frozenset())
+    assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('fp32', True)
+    monkeypatch.setattr(inference, 'AUTO_BF16_TASKS', frozenset({'Deraining'}))
+    monkeypatch.setattr(inference, 'cpu_has_native_bf16', lambda: False)
+    assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('fp32', True)
+    assert choose_precision('fp32', False, 'Deraining', cpu)[:2] == ('fp32', False)  # the exact path
+    with pytest.raises(ValueError, match='fp16 on the CPU'):
+        choose_precision('fp16', False, 'Deraining', cpu)
+
+
+def test_memory_budget_tiles_and_reports_progress(tiny_model):
+    seen = []
+    restorer = Restorer(tiny_model, auto_tile=True, memory_budget=1, progress=lambda d, t: seen.append((d, t)))
+    out = restorer(torch.rand(1, 3, 200, 136))
+    assert out.shape == (1, 3, 200, 136)
+    assert restorer.last_tile == 64 and 'memory budget' in restorer.last_tiling_reason
+    total = seen[-1][1]
+    assert seen == [(d, total) for d in range(1, total + 1)] and total > 1
+    whole = Restorer(tiny_model, auto_tile=True, memory_budget=2 ** 40)
+    whole(torch.rand(1, 3, 64, 64))
+    assert whole.last_tile is None
+
+
+def test_results_are_written_atomically_with_the_usual_permissions(tmp_path):
+    path = tmp_path / 'r.png'
+    write_image(str(path), np.full((4, 5, 3), 0.5, np.float32))
+    assert os.listdir(tmp_path) == ['r.png']  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+    with pytest.raises(ValueError):
+        write_image(str(tmp_path / 'bad.jpg'), np.zeros((4, 4, 3), np.float32), bit_depth=16)
+    assert os.listdir(tmp_path) == ['r.png']

@@ -1,0 +1,62 @@
+"""The held-out degradation generator: reproducible, and measurably unlike the training generator."""
+import numpy as np
+import pytest
+
+from utils.degradations import add_rain, motion_kernel
+from utils.degradations_heldout import KINDS, degrade_heldout, gaussian_noise, spline_kernel, streak_rain
+
+
+def photo_like(h=48, w=64, seed=0):
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    img = np.stack([0.5 + 0.3 * np.sin(7 * x + 2 * y), 0.2 + 0.6 * y, 0.5 + 0.2 * np.cos(11 * x * y)], -1)
+    return np.clip(img + 0.05 * rng.standard_normal(img.shape), 0.05, 0.95).astype(np.float32)
+
+
+def smallest_spread(kernel: np.ndarray) -> float:
+    """The smaller eigenvalue of a kernel's covariance (px^2): how thin it is across its path."""
+    ys, xs = np.mgrid[0:kernel.shape[0], 0:kernel.shape[1]]
+    w = kernel / kernel.sum()
+    my, mx = (w * ys).sum(), (w * xs).sum()
+    cov = np.array([[(w * (ys - my) ** 2).sum(), (w * (ys - my) * (xs - mx)).sum()],
+                    [(w * (ys - my) * (xs - mx)).sum(), (w * (xs - mx) ** 2).sum()]])
+    return float(np.linalg.eigvalsh(cov)[0])
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_same_seed_same_image_other_seed_other_image(kind):
+    img = photo_like()
+    first = degrade_heldout(img, kind, np.random.default_rng(3))
+    assert np.array_equal(first, degrade_heldout(img, kind, np.random.default_rng(3)))
+    assert not np.array_equal(first, degrade_heldout(img, kind, np.random.default_rng(4)))
+    assert first.shape == img.shape and first.dtype == np.float32 and 0 <= first.min() and first.max() <= 1
+
+
+def test_kernels_are_normalised_and_never_thin_unlike_the_training_kernels():
+    # Covariances add under convolution: the Gaussian splat (sigma 0.5: 0.25 px^2) and the defocus
+    # disk of radius r >= 1 (r^2/4 >= 0.25 px^2) give every held-out kernel a spread of at least
+    # 0.5 px^2 across its path (0.45 allows for the disk's pixelation). The training generator's
+    # camera paths are often nearly straight lines whose bilinear splat is far thinner.
+    held_out = [spline_kernel(np.random.default_rng(seed)) for seed in range(40)]
+    training = [motion_kernel(np.random.default_rng(seed)) for seed in range(40)]
+    for kernel in held_out:
+        assert kernel.shape[0] % 2 == 1 and kernel.shape[0] <= 31
+        assert kernel.sum() == pytest.approx(1.0, abs=1e-5) and kernel.min() >= 0
+    assert min(smallest_spread(k) for k in held_out) >= 0.45
+    assert sum(smallest_spread(k) < 0.3 for k in training) >= 4
+
+
+def test_held_out_rain_can_darken_where_training_rain_never_does():
+    # Alpha blending towards a rain colour of 0.82-0.92 darkens every pixel brighter than that
+    # under a streak; the training generator's screen blend img + r (1 - img) only brightens.
+    bright = np.full((64, 64, 3), 0.97, dtype=np.float32)
+    held_out = streak_rain(bright, np.random.default_rng(1))
+    training = add_rain(bright, np.random.default_rng(1))
+    assert (held_out < bright - 0.01).mean() > 0.01
+    assert (training >= bright).all()
+
+
+def test_gaussian_noise_has_the_asked_sigma():
+    clean = np.full((128, 128, 3), 0.5, dtype=np.float32)
+    noisy = gaussian_noise(clean, np.random.default_rng(0), sigma=25)
+    assert 255 * float(np.std(noisy - clean)) == pytest.approx(25, rel=0.02)

@@ -1,0 +1,236 @@
+"""The command-line layer every inference script shares: demo.py and the <Task>/test*.py scripts.
+
+One set of option names, one way to find weights and load the model, one
+output planner and one exit-code convention:
+
+    0    everything asked for was done
+    1    some images failed (each one named); the others were written
+    2    nothing was run: a bad option, a missing input, weights that do not
+         fit, results that would be overwritten
+    130  interrupted (Ctrl-C): the files finished before are complete; the one
+         being written is not left half-written (writes are atomic)
+
+``run_main`` applies it: scripts raise ``UsageError`` (or OSError /
+ValueError / RuntimeError) for what stops them before any work, and return
+the number of failed items otherwise.
+"""
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from MPRNet import PRESETS, canonical_task
+from utils.allocator import keep_freed_memory
+from utils.checkpoint import build_model
+from utils.inference import PRECISION_CHOICES, Restorer, choose_precision, resolve_device
+from utils.tiling import check_tile_options
+from utils.weights import WEIGHT_CHOICES, resolve_weights
+
+__all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXIT_INTERRUPTED', 'task_type',
+           'add_inference_arguments', 'add_test_script_arguments', 'check_inference_arguments', 'load_restorer',
+           'refuse_existing', 'plan_outputs', 'check_writable', 'run_main']
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_OVERLAP = 32
+DEFAULT_CPU_MEMORY_GB = 3.0
+Pair = Tuple[str, str]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What load_restorer loaded: printed as the one-line description of a run."""
+    task: str
+    model: str      # preset name, or 'compact (n_feat=24)'
+    weights: str    # the file
+    kind: str       # official | bundled | file
+    device: str
+    mode: str       # e.g. 'bf16 autocast + fast path (auto)'
+
+    @property
+    def weights_label(self) -> str:
+        label = {'official': 'official weights', 'bundled': 'bundled synthetic-data weights'}.get(self.kind, 'weights')
+        return f'{label} {os.path.basename(self.weights)}'
+
+    def __str__(self) -> str:
+        return f'{self.task} model [{self.model}], {self.weights_label} ({self.weights}), on {self.device}, {self.mode}'
+
+
+class UsageError(Exception):
+    """Stops a script before any work; the message says what to do."""
+
+
+def task_type(name: str) -> str:
+    """argparse type: any capitalisation of a task name -> its canonical name."""
+    try:
+        return canonical_task(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
+                            precision_default: str = 'fp32', tiling: bool = False,
+                            batching: bool = False) -> None:
+    """The options of every inference script. `tiling` adds --tile, --tile_overlap and --max_memory
+    (the demo); `batching` adds --batch_size (the benchmark test scripts)."""
+    parser.add_argument('--weights', default=weights_default, help=weights_help)
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
+                        help='where to run: auto = CUDA when available, else CPU (default: %(default)s)')
+    parser.add_argument('--precision', default=precision_default, choices=PRECISION_CHOICES,
+                        help='fp32 is exact (the published numbers); bf16/fp16 autocast are faster where the '
+                             'hardware has them; auto = bf16 with --fast on GPUs and on CPUs with native bf16 '
+                             'for the tasks where it was measured to stay above 45 dB of fp32, else fp32 '
+                             'with --fast (default: %(default)s)')
+    parser.add_argument('--fast', action='store_true',
+                        help='channels-last, batched stage-1/2 patches, cuDNN autotuning: the same function in '
+                             'another order (differences at float rounding)')
+    parser.add_argument('--exact', action='store_true',
+                        help='the exact path: fp32, published order (same as --precision fp32 without --fast)')
+    if batching:
+        parser.add_argument('--batch_size', type=int, default=1,
+                            help='images per forward pass; only images of the same size share a batch '
+                                 '(default: %(default)s)')
+    if tiling:
+        parser.add_argument('--tile', type=int, default=None,
+                            help='restore in overlapping tiles of this many pixels (a multiple of 8, e.g. 512); '
+                                 'default: whole images, tiles only when one would not fit in --max_memory')
+        parser.add_argument('--tile_overlap', type=int, default=DEFAULT_OVERLAP,
+                            help='minimum overlap of neighbouring tiles in pixels (default: %(default)s)')
+        parser.add_argument('--max_memory', type=float, default=None, metavar='GB',
+                            help='memory one image may use before it is restored in tiles (default: '
+                                 f'{DEFAULT_CPU_MEMORY_GB:g} GB on the CPU; on a GPU 80%% of its free memory)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace result files that already exist (otherwise the script stops before any work)')
+    parser.add_argument('--skip_existing', action='store_true',
+                        help='leave results that already exist as they are and restore only the others '
+                             '(to finish an interrupted run)')
+
+
+def add_test_script_arguments(parser: argparse.ArgumentParser, task: str) -> None:
+    """The options of a benchmark test script: the published default weights path (relative to the
+    task folder the script runs from), exact fp32 by default, --batch_size."""
+    default = os.path.join('.', 'pretrained_models', f'model_{task.lower()}.pth')
+    add_inference_arguments(parser, default, f'checkpoint to test: the released model_{task.lower()}.pth or one '
+                            'of ours; auto, official or bundled look under the repository (default: %(default)s)',
+                            precision_default='fp32', batching=True)
+
+
+def check_inference_arguments(args: argparse.Namespace) -> None:
+    """Option combinations, checked once before anything is loaded; UsageError names the option."""
+    if args.overwrite and args.skip_existing:
+        raise UsageError('--overwrite and --skip_existing contradict each other: choose one')
+    if args.exact and (args.fast or args.precision not in ('fp32', 'auto')):
+        raise UsageError(f'--exact means fp32 without --fast; it cannot be combined with --precision '
+                         f'{args.precision}{" --fast" if args.fast else ""}')
+    if getattr(args, 'batch_size', 1) < 1:
+        raise UsageError(f'--batch_size must be at least 1, got {args.batch_size}')
+    if getattr(args, 'tile', None) is not None:
+        try:
+            check_tile_options(args.tile, args.tile_overlap)
+        except ValueError as err:
+            raise UsageError(f'--tile {args.tile} --tile_overlap {args.tile_overlap}: {err}') from err
+    elif getattr(args, 'tile_overlap', 0) < 0:
+        raise UsageError(f'--tile_overlap must be at least 0, got {args.tile_overlap}')
+    if getattr(args, 'max_memory', None) is not None and args.max_memory <= 0:
+        raise UsageError(f'--max_memory must be a positive number of GB, got {args.max_memory}')
+
+
+def load_restorer(task: str, args: argparse.Namespace, progress: Optional[Callable[[int, int], None]] = None
+                  ) -> Tuple[Restorer, RunInfo]:
+    """The model for `task` with the weights args.weights names (a path, or auto / official /
+    bundled), wrapped in a Restorer as the options say; returns it and what was loaded
+    (str() of it is the one-line description scripts print)."""
+    check_inference_arguments(args)
+    weights, kind = resolve_weights(task, args.weights)
+    device = resolve_device(args.device)
+    if args.exact:
+        precision, fast, why = 'fp32', False, 'exact'
+    else:
+        precision, fast, why = choose_precision(args.precision, args.fast, task, device)
+    tiling = hasattr(args, 'tile')
+    budget = None
+    if tiling and (args.max_memory is not None or device.type == 'cpu'):
+        budget = int((args.max_memory or DEFAULT_CPU_MEMORY_GB) * 2 ** 30)
+    model = build_model(task, weights)
+    restorer = Restorer(model, device, precision=precision, fast=fast, tile=getattr(args, 'tile', None),
+                        tile_overlap=getattr(args, 'tile_overlap', DEFAULT_OVERLAP), auto_tile=tiling,
+                        memory_budget=budget, progress=progress)
+    preset = model.preset_name() or f"compact (n_feat={model.config['n_feat']})"
+    return restorer, RunInfo(task, preset, weights, kind, str(device), why)
+
+
+def refuse_existing(paths: Sequence[str], overwrite: bool) -> None:
+    """FileExistsError before any work when result files exist and --overwrite was not given."""
+    existing = [p for p in paths if os.path.exists(p)]
+    if existing and not overwrite:
+        more = f' ... (+{len(existing) - 5} more)' if len(existing) > 5 else ''
+        raise FileExistsError(f'{len(existing)} result file(s) already exist: ' + ', '.join(existing[:5]) + more +
+                              '; pass --overwrite to replace them, or choose another --result_dir')
+
+
+def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False, skip_existing: bool = False,
+                 input_folder: Optional[str] = None) -> Tuple[List[Pair], List[Pair]]:
+    """(to do, skipped): (input, result_dir/<input name>.png) pairs, checked before any work.
+
+    Refused with UsageError: the input folder as the result folder, two inputs
+    with one result name, and results that exist unless `overwrite` (replace
+    them) or `skip_existing` (leave them and skip those inputs).
+    """
+    if input_folder is not None and os.path.realpath(result_dir) == os.path.realpath(input_folder):
+        raise UsageError(f'--result_dir {result_dir} is the input folder; choose another folder so the inputs '
+                         'are not overwritten')
+    if os.path.exists(result_dir) and not os.path.isdir(result_dir):
+        raise UsageError(f'--result_dir {result_dir} is a file, not a folder; choose a folder')
+    outputs = [os.path.join(result_dir, os.path.splitext(os.path.basename(f))[0] + '.png') for f in inputs]
+    seen = {}
+    for src, dst in zip(inputs, outputs):
+        if dst in seen:
+            raise UsageError(f'{seen[dst]} and {src} would both be saved as {dst}; rename one of them')
+        seen[dst] = src
+    pairs = list(zip(inputs, outputs))
+    existing = [pair for pair in pairs if os.path.exists(pair[1])]
+    if existing and not (overwrite or skip_existing):
+        more = f' and {len(existing) - 1} more' if len(existing) > 1 else ''
+        raise FileExistsError(f'result file {existing[0][1]}{more} already exists; pass --overwrite to replace, '
+                              '--skip_existing to keep and skip, or choose another --result_dir')
+    if skip_existing:
+        return [pair for pair in pairs if pair not in existing], existing
+    return pairs, []
+
+
+def check_writable(folder: str) -> None:
+    """Create `folder` if needed and prove a file can be written there, before the model runs."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f'.write_test_{os.getpid()}')
+        with open(probe, 'wb'):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise UsageError(f'cannot write results into {folder}: {err.strerror or err}; choose another '
+                         '--result_dir') from err
+
+
+def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
+    """Run a script's main(argv) under the exit-code convention of this module and return the code.
+
+    main returns None or 0 (all done), or the number of failed items (exit 1).
+    What stops it before any work (UsageError, missing files, unreadable or
+    mismatched weights, no GPU) is printed as one line, exit 2; Ctrl-C is
+    one line, exit 130.
+    """
+    keep_freed_memory()
+    try:
+        failed = main(argv)
+    except KeyboardInterrupt:
+        print('\ninterrupted: the results written so far are complete; rerun with --skip_existing to '
+              'finish the rest', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, OSError, ValueError, RuntimeError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return EXIT_NOTHING_RUN
+    return EXIT_SOME_FAILED if isinstance(failed, int) and not isinstance(failed, bool) and failed > 0 else EXIT_OK
+
+
+TASK_METAVAR = '|'.join(PRESETS)
+WEIGHTS_METAVAR = '|'.join(WEIGHT_CHOICES) + '|PATH'

@@ -1,0 +1,145 @@
+"""Scoring restored images against their targets: what the evaluation scripts share.
+
+Results are paired with targets by file name (without extension), read
+exactly as MATLAB's imread reads 8-bit files, scored in worker processes, and
+summarised in the MATLAB scripts' result line. The per-pair scorers live here
+(not in the scripts) so worker processes can import them under any start method.
+"""
+import argparse
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from utils import metrics
+from utils.image_io import list_images, read_image
+
+__all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'score_matlab_rgb', 'score_y_channel',
+           'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'report']
+
+Pair = Tuple[str, str]
+
+
+def read_uint8_rgb(path: str) -> np.ndarray:
+    """An 8-bit image file as uint8 (H, W, 3) RGB, exactly as MATLAB's imread gives it."""
+    img, bit_depth = read_image(path)
+    if bit_depth != 8:
+        raise ValueError(f'{path}: {bit_depth}-bit image; the evaluation compares 8-bit images')
+    return np.round(img * 255.0).astype(np.uint8)  # read_image divided by 255: exact inverse
+
+
+def _by_stem(paths: Sequence[str], folder: str) -> Dict[str, str]:
+    stems: Dict[str, str] = {}
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        if stem in stems:
+            raise ValueError(f'{folder}: two images named {stem!r}: {os.path.basename(stems[stem])} and '
+                             f'{os.path.basename(p)}')
+        stems[stem] = p
+    return stems
+
+
+def pair_by_name(result_dir: str, gt_dir: str) -> List[Pair]:
+    """(result, target) paths paired by file name without extension; unmatched names are an error."""
+    results, targets = _by_stem(list_images(result_dir), result_dir), _by_stem(list_images(gt_dir), gt_dir)
+    if not results:
+        raise FileNotFoundError(f'no result images in {result_dir}')
+    only_res, only_gt = sorted(set(results) - set(targets)), sorted(set(targets) - set(results))
+    if only_res or only_gt:
+        lines = [f'results in {result_dir} and targets in {gt_dir} do not match by name:']
+        for label, names in ((f'{len(only_res)} result(s) without target', only_res),
+                             (f'{len(only_gt)} target(s) without result', only_gt)):
+            if names:
+                more = f' ... (+{len(names) - 10} more)' if len(names) > 10 else ''
+                lines.append(f'  {label}: ' + ', '.join(names[:10]) + more)
+        raise ValueError('\n'.join(lines))
+    return [(results[s], targets[s]) for s in sorted(results)]
+
+
+def score_pairs(score: Callable, items: Sequence, workers: int = 1, desc: Optional[str] = None) -> List[tuple]:
+    """[score(item) for item in items] with a progress bar, in `workers` processes when > 1."""
+    if workers <= 1 or len(items) <= 1:
+        return [score(item) for item in tqdm(items, desc=desc, unit='img')]
+    with ProcessPoolExecutor(max_workers=min(workers, len(items))) as pool:
+        return list(tqdm(pool.map(score, items, chunksize=1), total=len(items), desc=desc, unit='img'))
+
+
+def _checked_pair(pair: Pair, reader: Callable) -> Tuple[np.ndarray, np.ndarray]:
+    result, target = reader(pair[0]), reader(pair[1])
+    if result.shape != target.shape:
+        raise ValueError(f'{pair[0]} is {result.shape[1]}x{result.shape[0]} but its target {pair[1]} is '
+                         f'{target.shape[1]}x{target.shape[0]}')
+    return result, target
+
+
+def score_matlab_rgb(pair: Pair) -> Tuple[float, float]:
+    """GoPro/HIDE: MATLAB psnr and (3-D) ssim of two 8-bit RGB files."""
+    result, target = _checked_pair(pair, read_uint8_rgb)
+    return metrics.psnr(result, target), metrics.ssim(result, target)
+
+
+def score_y_channel(pair: Pair) -> Tuple[float, float]:
+    """Deraining: PSNR and SSIM_index on the Y channel of MATLAB's rgb2ycbcr."""
+    return metrics.psnr_ssim_y(*_checked_pair(pair, read_uint8_rgb))
+
+
+def score_realblur(pair: Pair) -> Tuple[float, float]:
+    """RealBlur: ECC-aligned, masked PSNR and SSIM of two 8-bit files read as float32 in [0, 1]."""
+    result, target = _checked_pair(pair, lambda p: (read_uint8_rgb(p).astype(np.float32) / 255.0))
+    try:
+        return metrics.realblur_psnr_ssim(result, target)
+    except RuntimeError as err:
+        raise RuntimeError(f'{pair[0]}: {err}') from err
+
+
+def score_matlab_float(blocks: Tuple[np.ndarray, np.ndarray]) -> Tuple[float, float]:
+    """SIDD: MATLAB psnr and (3-D) ssim of a float block in [0, 1] against its target (L = 1)."""
+    result, target = blocks
+    return metrics.psnr(result, target, 1.0), metrics.ssim(result, target, 1.0)
+
+
+def evaluation_arguments(description: str, datasets: Sequence[str], gt_default: str,
+                         gt_layout: str, restrict: bool = True) -> argparse.ArgumentParser:
+    """The options every evaluation script shares: --datasets, --result_dir, --gt_dir, --workers."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--datasets', nargs='+', default=list(datasets), choices=list(datasets) if restrict else None,
+                        help='datasets to score (default: %(default)s)')
+    parser.add_argument('--result_dir', default='./results/',
+                        help='root of the results, <result_dir>/<dataset>/*.png (default: %(default)s)')
+    parser.add_argument('--gt_dir', default=gt_default,
+                        help=f'root holding {gt_layout} (default: %(default)s)')
+    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+                        help='processes scoring images in parallel (default: all cores, %(default)s)')
+    return parser
+
+
+def evaluate_datasets(args: argparse.Namespace, score: Callable[[Pair], Tuple[float, float]],
+                      target_dir: Callable[[str], str]) -> Dict[str, Tuple[float, float]]:
+    """Score <result_dir>/<dataset> against target_dir(dataset) for each of args.datasets.
+
+    A dataset without results is reported and skipped; none at all is an error.
+    Returns {dataset: (mean PSNR, mean SSIM)} and prints the MATLAB-style line per dataset.
+    """
+    scores = {}
+    for name in args.datasets:
+        result_dir = os.path.join(args.result_dir, name)
+        if not os.path.isdir(result_dir):
+            print(f'skipping {name}: no results in {result_dir}', file=sys.stderr, flush=True)
+            continue
+        pairs = pair_by_name(result_dir, target_dir(name))
+        scores[name] = report(name, score_pairs(score, pairs, args.workers, desc=name))
+    if not scores:
+        raise FileNotFoundError(f'no results for {", ".join(args.datasets)} under {args.result_dir}')
+    return scores
+
+
+def report(name: str, scores: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
+    """Print 'For <name> dataset PSNR: <x> SSIM: <y>' (the MATLAB scripts' line); returns the means."""
+    mean_psnr = math.fsum(s[0] for s in scores) / len(scores)
+    mean_ssim = math.fsum(s[1] for s in scores) / len(scores)
+    print(f'For {name} dataset PSNR: {mean_psnr:f} SSIM: {mean_ssim:f}', flush=True)
+    return mean_psnr, mean_ssim

@@ -1,0 +1,112 @@
+"""Pictures a person can open: every input beside its result, labelled, in one PNG.
+
+    python -m utils.visualize a.png b.png --out both.png   # stack finished pictures vertically
+"""
+import argparse
+import os
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from utils.image_io import read_image, write_image
+
+__all__ = ['labelled_panel', 'comparison_picture', 'write_comparison', 'stack_pictures']
+
+PANEL_SIDE = 480        # longest side of each picture in a comparison, in pixels
+LABEL_HEIGHT = 28
+BACKGROUND = 30         # dark grey around and between the panels (8-bit: OpenCV draws text on uint8 only)
+GAP = 8
+
+
+def _fit(img: np.ndarray, side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    scale = min(1.0, side / max(h, w))
+    if scale == 1.0:
+        return img
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.55) -> None:
+    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _uint8(img: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(np.asarray(img, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
+
+
+def labelled_panel(img: np.ndarray, label: str, side: int = PANEL_SIDE) -> np.ndarray:
+    """(H, W, 3) float image in [0, 1], shrunk to fit `side`, with `label` written in a band above
+    it; returned as uint8."""
+    img = _uint8(_fit(np.asarray(img, dtype=np.float32), side))
+    panel = np.full((img.shape[0] + LABEL_HEIGHT, img.shape[1], 3), BACKGROUND, dtype=np.uint8)
+    panel[LABEL_HEIGHT:] = img
+    _text(panel, label, 4, LABEL_HEIGHT - 9)
+    return panel
+
+
+def _row(panels: Sequence[np.ndarray]) -> np.ndarray:
+    height = max(p.shape[0] for p in panels)
+    width = sum(p.shape[1] for p in panels) + GAP * (len(panels) - 1)
+    row = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+    x = 0
+    for p in panels:
+        row[:p.shape[0], x:x + p.shape[1]] = p
+        x += p.shape[1] + GAP
+    return row
+
+
+def stack_pictures(pictures: Sequence[np.ndarray], title: Optional[str] = None) -> np.ndarray:
+    """Pictures (uint8, or float in [0, 1]) one above the other on a dark background, with an
+    optional title band on top; returned as uint8."""
+    pictures = [p if p.dtype == np.uint8 else _uint8(p) for p in pictures]
+    width = max(p.shape[1] for p in pictures) + 2 * GAP
+    parts = []
+    if title:
+        band = np.full((LABEL_HEIGHT + 8, width, 3), BACKGROUND, dtype=np.uint8)
+        _text(band, title, GAP, LABEL_HEIGHT - 4, 0.65)
+        parts.append(band)
+    for p in pictures:
+        padded = np.full((p.shape[0] + GAP, width, 3), BACKGROUND, dtype=np.uint8)
+        padded[GAP // 2:GAP // 2 + p.shape[0], GAP:GAP + p.shape[1]] = p
+        parts.append(padded)
+    return np.concatenate(parts, axis=0)
+
+
+def comparison_picture(pairs: Sequence[Tuple[str, str]], title: Optional[str] = None,
+                       side: int = PANEL_SIDE) -> np.ndarray:
+    """One row per (input file, result file): the input and its result side by side, labelled."""
+    rows = []
+    for src, dst in pairs:
+        name = os.path.basename(src)
+        rows.append(_row([labelled_panel(read_image(src)[0], f'input: {name}', side),
+                          labelled_panel(read_image(dst)[0], 'restored', side)]))
+    if not rows:
+        raise ValueError('nothing to compare: no restored images')
+    return stack_pictures(rows, title)
+
+
+def write_comparison(pairs: Sequence[Tuple[str, str]], path: str, title: Optional[str] = None) -> None:
+    """Write ``comparison_picture`` as an 8-bit PNG at `path` (its folder is created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_image(path, comparison_picture(pairs, title) / 255.0, bit_depth=8)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description='Stack finished pictures (e.g. comparisons) vertically in one PNG.')
+    parser.add_argument('pictures', nargs='+', help='image files, top to bottom')
+    parser.add_argument('--out', required=True, help='the PNG to write')
+    parser.add_argument('--title', default=None, help='a line of text above the pictures')
+    args = parser.parse_args(argv)
+    try:
+        stacked = stack_pictures([read_image(p)[0] for p in args.pictures], args.title)
+        write_image(args.out, stacked / 255.0, bit_depth=8)
+    except (OSError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

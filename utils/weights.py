@@ -1,0 +1,96 @@
+"""Which weights to use for a task: the official release, the bundled compact models, or a file.
+
+Where they live, under the repository root:
+
+- official: ``pretrained_models/model_<task>.pth`` or, as published,
+  ``<Task>/pretrained_models/model_<task>.pth`` (downloaded by the user; never committed);
+- bundled: ``pretrained_models/synthetic/model_<task>_synthetic.pth``, compact
+  models this project trained on a CPU from synthetic degradations (fp16
+  tensors, a few MB; see pretrained_models/synthetic/MODEL_CARD.md).
+
+``resolve_weights(task, 'auto')`` prefers the official file and falls back to
+the bundled one. The demo, the web page and ``hubconf.py`` all go through it.
+"""
+import os
+from typing import Any, Dict, List, Mapping, Tuple
+
+import torch
+
+from MPRNet import canonical_task
+from utils.checkpoint import OFFICIAL_WEIGHTS_URL, load_checkpoint_file, save_atomic
+
+__all__ = ['REPO_ROOT', 'WEIGHT_CHOICES', 'WeightsNotFoundError', 'official_paths', 'bundled_path',
+           'resolve_weights', 'bundle_checkpoint']
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEIGHT_CHOICES = ('auto', 'official', 'bundled')
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No weights file for the task where they were looked for; the message says where to get them."""
+
+
+def official_paths(task: str, root: str = REPO_ROOT) -> List[str]:
+    """Where the official checkpoint of `task` may be, in the order they are tried."""
+    task = canonical_task(task)
+    name = f'model_{task.lower()}.pth'
+    return [os.path.join(root, 'pretrained_models', name), os.path.join(root, task, 'pretrained_models', name)]
+
+
+def bundled_path(task: str, root: str = REPO_ROOT) -> str:
+    """The bundled compact checkpoint of `task` (it may be absent in a partial checkout)."""
+    task = canonical_task(task)
+    return os.path.join(root, 'pretrained_models', 'synthetic', f'model_{task.lower()}_synthetic.pth')
+
+
+def _missing_official(task: str, root: str) -> str:
+    first = official_paths(task, root)[0]
+    return (f'no official weights for {task}: expected {first}. Download model_{task.lower()}.pth from '
+            f'{OFFICIAL_WEIGHTS_URL} into {os.path.dirname(first)}/ (see pretrained_models/README.md)')
+
+
+def resolve_weights(task: str, choice: str = 'auto', root: str = REPO_ROOT) -> Tuple[str, str]:
+    """(path, kind) of the weights to load for `task`; kind is 'official', 'bundled' or 'file'.
+
+    `choice`: 'auto' (the official file if present, else the bundled one),
+    'official', 'bundled', or the path of a checkpoint. Raises
+    WeightsNotFoundError naming what was looked for and where to get it.
+    """
+    task = canonical_task(task)
+    if choice not in WEIGHT_CHOICES:
+        if not os.path.isfile(choice):
+            raise WeightsNotFoundError(f'weights not found: {choice} (the official files come from '
+                                       f'{OFFICIAL_WEIGHTS_URL}; see pretrained_models/README.md)')
+        return choice, 'file'
+    if choice in ('auto', 'official'):
+        for path in official_paths(task, root):
+            if os.path.isfile(path):
+                return path, 'official'
+        if choice == 'official':
+            raise WeightsNotFoundError(_missing_official(task, root))
+    bundled = bundled_path(task, root)
+    if os.path.isfile(bundled):
+        return bundled, 'bundled'
+    if choice == 'bundled':
+        raise WeightsNotFoundError(f'no bundled weights for {task}: {bundled} is missing from this checkout')
+    raise WeightsNotFoundError(_missing_official(task, root) + f', or pass --weights PATH ({bundled}, the '
+                               'bundled fallback, is missing too)')
+
+
+def bundle_checkpoint(checkpoint: str, out: str, task: str, extra: Mapping[str, Any] = ()) -> Dict[str, Any]:
+    """Write the weights of a training checkpoint as a small release file: fp16 tensors plus
+    ``task``, ``model_config`` and `extra` metadata; loadable with ``weights_only=True``.
+
+    fp16 halves the file; the loader casts the tensors back to float32 (the
+    rounding changes restored images by far less than one 8-bit level).
+    """
+    task = canonical_task(task)
+    ckpt = load_checkpoint_file(checkpoint)
+    if not isinstance(ckpt, Mapping) or 'state_dict' not in ckpt or 'model_config' not in ckpt:
+        raise ValueError(f'{checkpoint} is not a training checkpoint of this project (needs state_dict and '
+                         'model_config)')
+    state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in ckpt['state_dict'].items()}
+    release = {'state_dict': state, 'task': task, 'model_config': dict(ckpt['model_config']),
+               'epoch': int(ckpt.get('epoch', 0)), **dict(extra)}
+    save_atomic(release, out)
+    return release
