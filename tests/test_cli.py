@@ -144,3 +144,44 @@ def test_results_are_written_atomically_with_the_usual_permissions(tmp_path):
     with pytest.raises(ValueError):
         write_image(str(tmp_path / 'bad.jpg'), np.zeros((4, 4, 3), np.float32), bit_depth=16)
     assert os.listdir(tmp_path) == ['r.png']
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
+    from PIL import Image, ImageOps
+    from utils.image_io import read_image
+    # A 6x4 picture with distinct pixels; PNG carries EXIF too (eXIf chunk) and is lossless, so
+    # the pixels can be compared exactly with Pillow's own exif_transpose.
+    stored = (np.arange(6 * 4 * 3).reshape(4, 6, 3) * 3).astype(np.uint8)
+    pil = Image.fromarray(stored)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f'o{orientation}.png'
+    pil.save(path, exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert('RGB'))
+    img, _ = read_image(str(path))
+    assert np.array_equal(np.round(img * 255).astype(np.uint8), expected)
+    assert img.shape[:2] == ((6, 4) if orientation >= 5 else (4, 6))
+
+
+def test_rotated_jpeg_from_a_camera_is_restored_upright(tmp_path, weights):
+    from PIL import Image
+    # Stored 96 wide x 64 tall with orientation 6: viewers show it 64 wide x 96 tall.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    folder = tmp_path / 'cam'
+    folder.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(
+        folder / 'photo.jpg', exif=exif.tobytes())
+    assert run('--task', 'Deraining', '--input_dir', folder, '--result_dir', tmp_path / 'out',
+               '--weights', weights) == EXIT_OK
+    assert cv2.imread(str(tmp_path / 'out' / 'photo.png')).shape == (96, 64, 3)
+
+
+def test_float_tiff_outside_0_1_warns(tmp_path):
+    from utils.image_io import read_image
+    path = tmp_path / 'hdr.tiff'
+    assert cv2.imwrite(str(path), np.full((4, 4, 3), 2.5, np.float32))
+    with pytest.warns(UserWarning, match=r'clipped to \[0, 1\]'):
+        img, depth = read_image(str(path))
+    assert depth == 32 and img.max() == 1.0

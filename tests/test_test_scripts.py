@@ -327,6 +327,19 @@ def test_pairing_is_by_stem_across_extensions(tmp_path):
         (str(tmp_path / 'res' / 'b.png'), str(tmp_path / 'gt' / 'b.png'))]
 
 
+def test_lossy_results_against_lossless_targets_are_warned_about(tmp_path, capsys):
+    from utils.evaluation import pair_by_name
+    rng = np.random.default_rng(7)
+    write_rgb(tmp_path / 'res' / 'a.jpg', random_rgb(rng, 8, 8))
+    write_rgb(tmp_path / 'gt' / 'a.png', random_rgb(rng, 8, 8))
+    pair_by_name(str(tmp_path / 'res'), str(tmp_path / 'gt'))
+    err = capsys.readouterr().err
+    assert 'JPEG (lossy)' in err and 'a.jpg' in err
+    write_rgb(tmp_path / 'res2' / 'a.png', random_rgb(rng, 8, 8))
+    pair_by_name(str(tmp_path / 'res2'), str(tmp_path / 'gt'))
+    assert 'lossy' not in capsys.readouterr().err
+
+
 def test_evaluate_deraining_on_y_channel(tmp_path, capsys):
     write_rgb(tmp_path / 'results' / 'Rain100H' / '2.png', constant(16, 16, (120, 60, 30)))
     write_rgb(tmp_path / 'test' / 'Rain100H' / 'target' / '2.png', constant(16, 16, (124, 60, 30)))

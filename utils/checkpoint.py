@@ -7,16 +7,16 @@ cannot run code), any device's file loads on any device, DataParallel
 file that does not fit the model says why, and which preset it does fit.
 """
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, Mapping, Optional
 
 import torch
 
 from MPRNet import MPRNet, PRESETS, canonical_task
+from utils.atomic import write_atomically
 
 __all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'load_checkpoint_file', 'extract_state_dict',
-           'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset']
+           'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset', 'recorded_task']
 
 OFFICIAL_WEIGHTS_URL = 'https://github.com/swz30/MPRNet#pretrained-models (Google Drive links per task)'
 _PREFIXES = ('module.', '_orig_mod.')
@@ -111,15 +111,39 @@ def load_weights(model: MPRNet, source: Any, source_name: str = 'checkpoint') ->
     return model
 
 
-def build_model(task: str, weights: Optional[str] = None, **model_kwargs) -> MPRNet:
+def recorded_task(checkpoint: Any) -> Optional[str]:
+    """The task a checkpoint of ours says it was trained for: its 'task' key (release files) or
+    MODEL.MODE of its 'config' (training checkpoints); None for released and bare files."""
+    if not isinstance(checkpoint, Mapping):
+        return None
+    if isinstance(checkpoint.get('task'), str):
+        return canonical_task(checkpoint['task'])
+    config = checkpoint.get('config')
+    if isinstance(config, str):
+        import yaml
+        try:
+            mode = (yaml.safe_load(config) or {}).get('MODEL', {}).get('MODE')
+            return canonical_task(mode) if isinstance(mode, str) else None
+        except (yaml.YAMLError, ValueError, AttributeError):
+            return None
+    return None
+
+
+def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool = False,
+                **model_kwargs) -> MPRNet:
     """MPRNet for `task`, with weights loaded if given.
 
     A checkpoint of ours that records its model configuration (``model_config``)
     builds that configuration (e.g. a compact model for any task); otherwise
-    the task's preset is used.
+    the task's preset is used. A checkpoint that records another task is
+    refused (CheckpointMismatchError) unless `allow_other_task`.
     """
     task = canonical_task(task)
     checkpoint = load_checkpoint_file(weights) if weights else None
+    trained_for = recorded_task(checkpoint)
+    if trained_for is not None and trained_for != task and not allow_other_task:
+        raise CheckpointMismatchError(f'{weights} was trained for {trained_for} (recorded in the checkpoint); you '
+                                      f'asked for {task}. Use the {task} weights, or run --task {trained_for}')
     config = dict(PRESETS[task])
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('model_config'), Mapping):
         config = dict(checkpoint['model_config'])
@@ -130,20 +154,6 @@ def build_model(task: str, weights: Optional[str] = None, **model_kwargs) -> MPR
 
 
 def save_atomic(obj: Any, path: str) -> None:
-    """torch.save to a temporary file in the same folder, then rename over `path`.
-
-    A crash or kill mid-write leaves the previous file intact.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`
+    (utils.atomic): a crash or kill mid-write leaves the previous file intact."""
+    write_atomically(path, lambda f: torch.save(obj, f), durable=True)

@@ -22,6 +22,7 @@ __all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'score_matlab_rgb', 
            'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'report']
 
 Pair = Tuple[str, str]
+LOSSY = ('.jpg', '.jpeg')
 
 
 def read_uint8_rgb(path: str) -> np.ndarray:
@@ -57,7 +58,13 @@ def pair_by_name(result_dir: str, gt_dir: str) -> List[Pair]:
                 more = f' ... (+{len(names) - 10} more)' if len(names) > 10 else ''
                 lines.append(f'  {label}: ' + ', '.join(names[:10]) + more)
         raise ValueError('\n'.join(lines))
-    return [(results[s], targets[s]) for s in sorted(results)]
+    pairs = [(results[s], targets[s]) for s in sorted(results)]
+    lossy = [r for r, t in pairs if r.lower().endswith(LOSSY) and not t.lower().endswith(LOSSY)]
+    if lossy:
+        print(f'warning: {len(lossy)} result(s) in {result_dir} are JPEG (lossy) while their targets are not, '
+              f'e.g. {os.path.basename(lossy[0])}: the scores include the JPEG loss; save results as PNG '
+              '(the test scripts do)', file=sys.stderr, flush=True)
+    return pairs
 
 
 def score_pairs(score: Callable, items: Sequence, workers: int = 1, desc: Optional[str] = None) -> List[tuple]:

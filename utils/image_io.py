@@ -4,23 +4,22 @@ Images are handled as float32 RGB arrays of shape (H, W, 3) in [0, 1]; 8-bit
 files are divided by 255 and 16-bit files by 65535, so nothing is clipped
 to 8 bits on the way in.
 """
+import io
 import os
-import tempfile
+import warnings
 from typing import List, Tuple
 
 import cv2
 import numpy as np
 import torch
 
+from utils.atomic import write_atomically
+
 __all__ = ['IMAGE_EXTENSIONS', 'is_image_file', 'list_images', 'read_image', 'write_image',
-           'image_to_tensor', 'tensor_to_image', 'load_mat_array']
+           'image_to_tensor', 'tensor_to_image', 'load_mat_array', 'exif_orientation', 'apply_orientation']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
-
-# The process's umask, read once at import (reading it means setting it, which is not thread-safe):
-# results get the usual permissions rather than mkstemp's 0600.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+_ORIENTATION_TAG = 0x0112
 
 # OpenCV threads fight DataLoader workers for the same cores.
 cv2.setNumThreads(0)
@@ -42,8 +41,11 @@ def read_image(path: str) -> Tuple[np.ndarray, int]:
     """Read any supported image as float32 RGB (H, W, 3) in [0, 1].
 
     Grayscale is repeated to three channels, palette images are expanded, and
-    an alpha channel is dropped. Returns the array and the file's bit depth
-    (8 or 16; 32 for float TIFFs) so results can be written back alike.
+    an alpha channel is dropped. The EXIF orientation tag is applied, so the
+    array is upright as image viewers show it (``apply_orientation``). Float
+    TIFFs are clipped to [0, 1] with a warning when they hold values outside.
+    Returns the array and the file's bit depth (8 or 16; 32 for float TIFFs)
+    so results can be written back alike.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'image not found: {path}')
@@ -62,13 +64,38 @@ def read_image(path: str) -> Tuple[np.ndarray, int]:
         img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2RGB)
     else:
         raise ValueError(f'{path}: {channels}-channel images are not supported')
+    img = apply_orientation(img, exif_orientation(data))
     if img.dtype == np.uint8:
         return img.astype(np.float32) / 255.0, 8
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0, 16
     if img.dtype in (np.float32, np.float64):
+        low, high = float(img.min()), float(img.max())
+        if low < 0.0 or high > 1.0:
+            warnings.warn(f'{path}: float image with values in [{low:.3g}, {high:.3g}] clipped to [0, 1] '
+                          '(scale it to [0, 1] first to keep highlights)', stacklevel=2)
         return np.clip(img.astype(np.float32), 0.0, 1.0), 32
     raise ValueError(f'{path}: unsupported pixel type {img.dtype}')
+
+
+def exif_orientation(data: np.ndarray) -> int:
+    """The EXIF orientation tag (1-8) of an encoded image's bytes; 1 (upright) when absent or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as pil:
+            value = pil.getexif().get(_ORIENTATION_TAG, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) as stored -> as displayed, for EXIF orientation 1-8 (2: mirrored, 3: upside down,
+    6: rotate 90 degrees clockwise to view, 8: counter-clockwise; 4, 5, 7: mirrored variants)."""
+    transposed = img.transpose(1, 0, 2)
+    views = {1: img, 2: img[:, ::-1], 3: img[::-1, ::-1], 4: img[::-1], 5: transposed,
+             6: transposed[:, ::-1], 7: transposed[::-1, ::-1], 8: transposed[::-1]}
+    return np.ascontiguousarray(views.get(orientation, img))
 
 
 def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
@@ -91,18 +118,7 @@ def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
     ok, buf = cv2.imencode(ext, out)
     if not ok:
         raise ValueError(f'cannot encode image as {ext}: {path}')
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(buf.tobytes())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomically(path, lambda f: f.write(buf.tobytes()))
 
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
