@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 import torch
 
 from MPRNet import canonical_task
-from utils.checkpoint import OFFICIAL_WEIGHTS_URL, load_checkpoint_file, save_atomic
+from utils.checkpoint import OFFICIAL_WEIGHTS_URL, load_checkpoint_file, recorded_task, save_atomic
 
 __all__ = ['REPO_ROOT', 'WEIGHT_CHOICES', 'WeightsNotFoundError', 'official_paths', 'bundled_path',
            'resolve_weights', 'bundle_checkpoint']
@@ -89,6 +89,9 @@ def bundle_checkpoint(checkpoint: str, out: str, task: str, extra: Mapping[str, 
     if not isinstance(ckpt, Mapping) or 'state_dict' not in ckpt or 'model_config' not in ckpt:
         raise ValueError(f'{checkpoint} is not a training checkpoint of this project (needs state_dict and '
                          'model_config)')
+    trained_for = recorded_task(ckpt)
+    if trained_for is not None and trained_for != task:
+        raise ValueError(f'{checkpoint} was trained for {trained_for}, not {task}')
     state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in ckpt['state_dict'].items()}
     release = {'state_dict': state, 'task': task, 'model_config': dict(ckpt['model_config']),
                'epoch': int(ckpt.get('epoch', 0)), **dict(extra)}
