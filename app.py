@@ -1,0 +1,445 @@
+"""A local web page for restoring photos with MPRNet: deblurring, deraining, denoising.
+
+    pip install -r requirements-app.txt
+    python app.py                 # then open http://127.0.0.1:7860
+
+Drop or pick an image, choose the task, compare input and result with a
+slider and download the result as a PNG (16-bit in, 16-bit out). The page
+uses the demo's machinery: the same weights lookup (official, else bundled;
+``utils/weights.py``), one ``Restorer`` per task with the chosen device,
+precision and tiling, and ``utils/image_io`` for reading and writing, so
+grayscale, palette, RGBA and 16-bit files are handled as by ``demo.py``.
+Requests wait in Gradio's queue and run one at a time; the page stays
+responsive meanwhile. The server listens on 127.0.0.1 only, unless ``--host``
+says otherwise; ``--share`` (off) would publish it through a Gradio link.
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from MPRNet import PRESETS, canonical_task
+from utils.checkpoint import build_model
+from utils.cli import DEFAULT_CPU_MEMORY_GB
+from utils.image_io import IMAGE_EXTENSIONS, image_to_tensor, read_image, tensor_to_image, write_image
+from utils.inference import PRECISION_CHOICES, Restorer, choose_precision, resolve_device
+from utils.tiling import check_tile_options
+from utils.weights import REPO_ROOT, WEIGHT_CHOICES, WeightsNotFoundError, resolve_weights
+
+DEFAULT_PORT = 7860
+DEFAULT_OVERLAP = 32
+DEFAULT_MAX_MEGAPIXELS = 16.0
+DEFAULT_MAX_UPLOAD_MB = 200
+DEFAULT_MAX_QUEUE = 16
+SAMPLES_DIR = os.path.join(REPO_ROOT, 'samples', 'input')
+# Sample file name prefix -> the task that fits it (samples/README.md).
+SAMPLE_TASKS = {'blur_': 'Deblurring', 'rain_': 'Deraining', 'noise_': 'Denoising'}
+KIND_WORDS = {'official': 'the official weights', 'bundled': 'the bundled weights', 'file': 'the weights'}
+BUNDLED_NOTE = ('a compact model trained by this project on synthetic degradations; the official weights '
+                'restore better, see pretrained_models/README.md')
+Progress = Callable[[int, int], None]
+
+
+class AppError(Exception):
+    """A request the page cannot serve; the message is shown on the page as it is."""
+
+
+# ---------------------------------------------------------------------------- models
+
+
+class ProgressRelay:
+    """A Restorer's per-tile progress callback that forwards to whichever request is running."""
+
+    def __init__(self):
+        self.target: Optional[Progress] = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.target is not None:
+            self.target(done, total)
+
+
+@dataclass
+class LoadedModel:
+    """A task's Restorer and where its weights came from."""
+    task: str
+    restorer: Restorer
+    weights: str
+    kind: str
+    mode: str                # precision and path, e.g. 'bf16 autocast + fast path (auto)'
+    progress: ProgressRelay
+
+
+class Models:
+    """One Restorer per task, built on first use with the demo's weights lookup and options."""
+
+    def __init__(self, device: str = 'auto', precision: str = 'auto', fast: bool = False,
+                 tile: Optional[int] = None, tile_overlap: int = DEFAULT_OVERLAP, weights: str = 'auto',
+                 root: str = REPO_ROOT):
+        if weights not in WEIGHT_CHOICES:
+            raise AppError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
+        if precision not in PRECISION_CHOICES:
+            raise AppError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+        if tile is not None:
+            try:
+                check_tile_options(tile, tile_overlap)
+            except ValueError as err:
+                raise AppError(f'--tile {tile} --tile_overlap {tile_overlap}: {err}') from err
+        try:
+            self.device = resolve_device(device)
+        except RuntimeError as err:
+            raise AppError(str(err)) from err
+        self.precision, self.fast, self.tile, self.tile_overlap = precision, fast, tile, tile_overlap
+        self.weights, self.root = weights, root
+        self._loaded: Dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, task: str) -> Tuple[str, str]:
+        """(path, kind) of the task's weights; AppError with where to get them when missing."""
+        try:
+            return resolve_weights(task, self.weights, self.root)
+        except WeightsNotFoundError as err:
+            raise AppError(str(err)) from err
+
+    def status(self) -> List[str]:
+        """One line per task: which weights the page would use, or why it cannot."""
+        lines = []
+        for task in PRESETS:
+            try:
+                path, kind = self.lookup(task)
+                lines.append(f'{task}: {kind} weights {os.path.relpath(path, self.root)}')
+            except AppError as err:
+                lines.append(f'{task}: unavailable ({err})')
+        return lines
+
+    def get(self, task: str) -> LoadedModel:
+        """The task's model, loading it the first time."""
+        task = canonical_task(task)
+        with self._lock:
+            if task not in self._loaded:
+                path, kind = self.lookup(task)
+                relay = ProgressRelay()
+                # As in the demo: on the CPU, images above a few GB of activations go in tiles.
+                budget = int(DEFAULT_CPU_MEMORY_GB * 2 ** 30) if self.device.type == 'cpu' else None
+                try:
+                    precision, fast, mode = choose_precision(self.precision, self.fast, task, self.device)
+                    model = build_model(task, path)
+                    restorer = Restorer(model, self.device, precision=precision, fast=fast, tile=self.tile,
+                                        tile_overlap=self.tile_overlap, auto_tile=True, memory_budget=budget,
+                                        progress=relay)
+                except (RuntimeError, ValueError) as err:  # damaged or mismatched weights, fp16 on a CPU
+                    raise AppError(str(err).splitlines()[0]) from err
+                self._loaded[task] = LoadedModel(task, restorer, path, kind, mode, relay)
+            return self._loaded[task]
+
+
+# ---------------------------------------------------------------------------- one request
+
+
+@dataclass
+class Restoration:
+    """What one request gives the page: 8-bit views, the PNG to download and a description."""
+    before: np.ndarray
+    after: np.ndarray
+    png: str
+    info: str
+    bit_depth: int
+    seconds: float
+    kind: str
+
+
+def image_notes(path: str, name: str) -> List[str]:
+    """What the demo's reading does to this file that the user should know (gray, palette, alpha),
+    read from the header alone; empty when the header cannot be read here."""
+    try:
+        from PIL import Image
+        with Image.open(path) as img:
+            mode, transparent = img.mode, 'transparency' in img.info
+    except Exception:  # no Pillow, or a format only OpenCV reads: the decoder will tell
+        return []
+    notes = []
+    if mode in ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'F'):
+        notes.append(f'{name} is grayscale: it was restored as RGB (three equal channels)')
+    elif mode in ('P', 'PA'):
+        notes.append(f'{name} is a palette image: it was expanded to RGB')
+    if mode in ('LA', 'La', 'PA', 'RGBA', 'RGBa') or transparent:
+        notes.append(f'{name} has transparency: the alpha channel was dropped, the result is opaque RGB')
+    return notes
+
+
+def header_size(path: str) -> Optional[Tuple[int, int]]:
+    """(width, height) from the file's header, without decoding the pixels; None if unknown."""
+    try:
+        from PIL import Image
+        Image.MAX_IMAGE_PIXELS = None  # the limit is ours (check_size), not Pillow's warning
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # no Pillow, or a format only OpenCV reads
+        return None
+
+
+def check_size(name: str, width: int, height: int, max_megapixels: float) -> None:
+    """AppError when the image has more pixels than the page accepts."""
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise AppError(f'{name} is {width}x{height} ({megapixels:.1f} megapixels); this page restores up to '
+                       f'{max_megapixels:g} (app.py --max_megapixels). For larger images use '
+                       f'demo.py --tile 512')
+
+
+def load_upload(path: Optional[str],
+                max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Tuple[np.ndarray, int, List[str]]:
+    """Read an uploaded file like the demo does: (float32 RGB HxWx3 in [0, 1], bit depth, notes).
+
+    Raises AppError with the demo's wording for a missing file, a file that is
+    not a supported image, one that cannot be decoded, and one that is too large.
+    """
+    if not path:
+        raise AppError('no image yet: drop an image on the page or click to pick one')
+    name = os.path.basename(path)
+    if not name.lower().endswith(IMAGE_EXTENSIONS):
+        raise AppError(f'{name} is not a supported image; use one of: {", ".join(IMAGE_EXTENSIONS)}')
+    size = header_size(path)
+    if size:
+        check_size(name, size[0], size[1], max_megapixels)
+    try:
+        img, bit_depth = read_image(path)
+    except (ValueError, FileNotFoundError) as err:
+        raise AppError(str(err).replace(path, name)) from err
+    check_size(name, img.shape[1], img.shape[0], max_megapixels)
+    return img, bit_depth, image_notes(path, name)
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Float RGB in [0, 1] -> 8-bit RGB for display."""
+    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def describe(loaded: LoadedModel, models: Models, img: np.ndarray, bit_depth: int, seconds: float,
+             notes: List[str]) -> str:
+    """Markdown: the weights used, the size, the time, tiling and conversion notes."""
+    restorer = loaded.restorer
+    weights = os.path.relpath(loaded.weights, models.root) if loaded.kind != 'file' else loaded.weights
+    lines = [f'**{loaded.task}** with {KIND_WORDS[loaded.kind]} `{weights}`'
+             + (f' ({BUNDLED_NOTE})' if loaded.kind == 'bundled' else '') + '.',
+             f'{img.shape[1]}x{img.shape[0]} px, {bit_depth}-bit in, {16 if bit_depth >= 16 else 8}-bit PNG out; '
+             f'restored in **{seconds:.2f} s** on {restorer.device} ({loaded.mode}).']
+    if restorer.last_tile:
+        why = f': {restorer.last_tiling_reason}' if restorer.last_tiling_reason else ''
+        lines.append(f'Restored in overlapping {restorer.last_tile}-px tiles{why}.')
+    lines += [f'Note: {note}.' for note in notes]
+    return '\n\n'.join(lines)
+
+
+def output_name(path: str, task: str) -> str:
+    """File name of the result: <input name>_<task>.png."""
+    return f'{os.path.splitext(os.path.basename(path))[0]}_{task.lower()}.png'
+
+
+def restore(path: Optional[str], task: str, models: Models, out_dir: str,
+            max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, progress: Optional[Progress] = None) -> Restoration:
+    """Restore one uploaded image file for `task`; the result is written as a PNG under `out_dir`.
+
+    Raises AppError with a one-line message for anything the user can fix
+    (no file, not an image, too large, no weights for the task).
+    """
+    try:
+        task = canonical_task(task or '')
+    except ValueError as err:
+        raise AppError(str(err)) from err
+    img, bit_depth, notes = load_upload(path, max_megapixels)
+    loaded = models.get(task)
+    loaded.progress.target = progress
+    start = time.perf_counter()
+    try:
+        restored = tensor_to_image(loaded.restorer(image_to_tensor(img)[None])[0])
+    finally:
+        loaded.progress.target = None
+    seconds = time.perf_counter() - start
+    folder = os.path.join(out_dir, uuid.uuid4().hex)
+    png = os.path.join(folder, output_name(path, task))
+    write_image(png, restored, bit_depth=16 if bit_depth >= 16 else 8)
+    info = describe(loaded, models, img, bit_depth, seconds, notes)
+    return Restoration(to_uint8(img), to_uint8(restored), png, info, bit_depth, seconds, loaded.kind)
+
+
+def sample_task(path: str) -> Optional[str]:
+    """The task a bundled sample is for: its folder's name (samples/input/<Task>/) or its name's prefix."""
+    folder = os.path.basename(os.path.dirname(path))
+    if folder in PRESETS:
+        return folder
+    name = os.path.basename(path)
+    return next((task for prefix, task in SAMPLE_TASKS.items() if name.startswith(prefix)), None)
+
+
+def sample_examples(folder: str = SAMPLES_DIR) -> List[List[str]]:
+    """[[file, task], ...] for the bundled sample images whose folder or name says their task."""
+    examples = []
+    for parent, dirs, files in sorted(os.walk(folder)):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(parent, name)
+            task = sample_task(path)
+            if task and name.lower().endswith(IMAGE_EXTENSIONS):
+                examples.append([path, task])
+    return examples
+
+
+# ---------------------------------------------------------------------------- the page
+
+
+def import_gradio():
+    """gradio, or AppError saying how to install it."""
+    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # nothing leaves the machine
+    try:
+        import gradio
+    except ImportError as err:
+        raise AppError('gradio is not installed; the web page is an optional extra: '
+                       'pip install -r requirements-app.txt') from err
+    return gradio
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an unexpected error, for the page (the traceback goes to the console)."""
+    text = str(err).strip().splitlines()
+    return f'{type(err).__name__}: {text[0]}' if text else type(err).__name__
+
+
+def build_page(models: Models, out_dir: str, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS):
+    """The Gradio Blocks page (not launched)."""
+    gr = import_gradio()
+
+    def on_restore(path, task, progress=gr.Progress()):
+        def report(done, total):
+            progress((done, total), desc=f'tile {done} of {total}' if total > 1 else 'restoring', unit='tiles')
+
+        progress(0, desc='reading the image')
+        try:
+            result = restore(path, task, models, out_dir, max_megapixels, report)
+        except AppError as err:
+            gr.Warning(str(err), title='Could not restore')
+            return None, None, f'**Could not restore:** {err}'
+        except Exception as err:  # never a stack trace on the page; the console keeps it
+            traceback.print_exc()
+            gr.Warning(one_line(err), title='Could not restore')
+            return None, None, f'**Could not restore:** {one_line(err)}'
+        return (result.before, result.after), result.png, result.info
+
+    def on_new_file(path):
+        if not path:
+            return None, None, 'Drop an image above, choose the task and press **Restore**.'
+        return None, None, f'Ready: `{os.path.basename(path)}`. Choose the task and press **Restore**.'
+
+    weights_lines = '\n'.join(f'- {line}' for line in models.status())
+    with gr.Blocks(title='MPRNet: restore a photo', analytics_enabled=False) as page:
+        gr.Markdown('## MPRNet: deblur, derain or denoise a photo\nEverything runs on this computer '
+                    f'({models.device}, {models.precision}); nothing is uploaded anywhere else.')
+        with gr.Row():
+            with gr.Column(scale=2):
+                file_in = gr.File(label='Image', type='filepath', file_types=list(IMAGE_EXTENSIONS),
+                                  elem_id='input-file', height=160)
+                task = gr.Radio(list(PRESETS), value='Deblurring', label='Task', elem_id='task')
+                button = gr.Button('Restore', variant='primary', elem_id='restore')
+                examples = sample_examples()
+                if examples:
+                    gr.Examples(examples, inputs=[file_in, task], label='Samples (samples/input/)',
+                                examples_per_page=6)
+                gr.Markdown('png, jpg, bmp, tif or webp; grayscale, palette and RGBA become RGB; 16-bit images '
+                            'give 16-bit PNGs.')
+            with gr.Column(scale=3):
+                slider = gr.ImageSlider(label='Input | restored (drag the handle)', type='numpy', format='png',
+                                        interactive=False, buttons=['fullscreen'], elem_id='comparison')
+                info = gr.Markdown('Drop an image on the left, choose the task and press **Restore**.',
+                                   elem_id='info')
+                result_file = gr.File(label='Download the result (PNG)', interactive=False, elem_id='result-file',
+                                      height=80)
+        gr.Markdown(f'Weights:\n{weights_lines}')
+        file_in.change(on_new_file, inputs=file_in, outputs=[slider, result_file, info], queue=False)
+        button.click(on_restore, inputs=[file_in, task], outputs=[slider, result_file, info],
+                     concurrency_limit=1, concurrency_id='restore')
+    return page
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='A local web page for restoring photos with MPRNet (needs: pip install -r '
+                    'requirements-app.txt).')
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens the '
+                             'page to your network)')
+    parser.add_argument('--port', type=int, default=DEFAULT_PORT,
+                        help=f'port to listen on (default {DEFAULT_PORT})')
+    parser.add_argument('--share', action='store_true',
+                        help="also publish the page through a public Gradio link (off by default; sends your "
+                             "images through Gradio's servers)")
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
+                        help='where to run; auto picks CUDA when available (default auto)')
+    parser.add_argument('--precision', default='auto', choices=PRECISION_CHOICES,
+                        help="as demo.py: auto (default: bf16 + fast path where the hardware has native "
+                             "bf16, else fp32 fast), fp32 (exact), bf16 or fp16 autocast")
+    parser.add_argument('--fast', action='store_true',
+                        help='channels-last layout, batched patches and cuDNN autotuning (same results up to '
+                             'float rounding)')
+    parser.add_argument('--tile', type=int, default=None,
+                        help='restore in overlapping tiles of this many pixels (a multiple of 8, e.g. 512); '
+                             'default: whole images, tiles only when one would not fit in memory')
+    parser.add_argument('--tile_overlap', type=int, default=DEFAULT_OVERLAP,
+                        help=f'minimum overlap of neighbouring tiles in pixels (default {DEFAULT_OVERLAP})')
+    parser.add_argument('--weights', default='auto', choices=WEIGHT_CHOICES,
+                        help='auto (official if present, else bundled; default), official or bundled')
+    parser.add_argument('--weights_root', default=REPO_ROOT,
+                        help='folder that holds pretrained_models/ (default: this repository)')
+    parser.add_argument('--max_megapixels', type=float, default=DEFAULT_MAX_MEGAPIXELS,
+                        help=f'largest image the page accepts, in megapixels (default {DEFAULT_MAX_MEGAPIXELS:g})')
+    parser.add_argument('--max_upload_mb', type=int, default=DEFAULT_MAX_UPLOAD_MB,
+                        help=f'largest upload in MB (default {DEFAULT_MAX_UPLOAD_MB})')
+    parser.add_argument('--max_queue', type=int, default=DEFAULT_MAX_QUEUE,
+                        help='requests that may wait in the queue; more are turned away '
+                             f'(default {DEFAULT_MAX_QUEUE})')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        gr = import_gradio()
+        models = Models(args.device, args.precision, args.fast, args.tile, args.tile_overlap, args.weights,
+                        args.weights_root)
+    except AppError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    for line in models.status():
+        print(line)
+    out_dir = tempfile.mkdtemp(prefix='mprnet-app-')
+    try:
+        page = build_page(models, out_dir, args.max_megapixels)
+        page.queue(default_concurrency_limit=1, max_size=args.max_queue)
+        theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'],
+                                  font_mono=['ui-monospace', 'monospace'])  # no web fonts to fetch
+        page.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
+                    allowed_paths=[out_dir, SAMPLES_DIR], max_file_size=f'{args.max_upload_mb}mb', theme=theme,
+                    show_error=False)
+    except OSError as err:  # the port is taken, or the address cannot be bound
+        print(f'error: cannot serve on {args.host}:{args.port} (the port is taken or the address cannot be '
+              f'bound: {err.strerror or "in use"}); try another --port', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""scripts/export_onnx.py on a tiny configuration: export, ONNX Runtime against PyTorch, metadata."""
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from MPRNet import MPRNet
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
+import export_onnx  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
+TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
+
+
+def need(module):
+    """Skip with the install hint when an optional ONNX package is missing."""
+    return pytest.importorskip(module, reason=f'{module} not installed ({export_onnx.INSTALL_HINT})')
+
+
+@pytest.fixture
+def weights(tmp_path):
+    model = MPRNet(**TINY).eval()
+    path = tmp_path / 'tiny.pth'
+    torch.save({'state_dict': model.state_dict(), 'model_config': dict(model.config)}, path)
+    return str(path)
+
+
+def export(tmp_path, weights, *extra):
+    out = str(tmp_path / 'model.onnx')
+    code = export_onnx.main(['--task', 'Deraining', '--weights', weights, '--out', out, '--threads', '1',
+                             '--check_sizes', '24x32', '19x45', *extra])
+    return code, out
+
+
+def test_export_matches_pytorch_at_any_size(tmp_path, weights, capsys):
+    onnx, onnxruntime = need('onnx'), need('onnxruntime')
+    code, out = export(tmp_path, weights)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert 'opset 18' in printed and 'outputs: restored' in printed
+    diffs = [float(line.split('= ')[1].split()[0]) for line in printed.splitlines() if 'max |' in line]
+    assert len(diffs) == 2 and max(diffs) < 1e-4
+    graph = onnx.load(out)
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert meta['task'] == 'Deraining' and meta['weights_kind'] == 'file' and meta['opset'] == '18'
+    assert 'reflect-padded' in graph.doc_string
+    # A third size, odd and wider than tall, with a batch of two.
+    session = onnxruntime.InferenceSession(out, providers=['CPUExecutionProvider'])
+    assert [o.name for o in session.get_outputs()] == ['restored']
+    x = torch.rand(2, 3, 13, 30)
+    got = session.run(None, {'input': x.numpy()})[0]
+    model = MPRNet(**TINY)
+    model.load_state_dict(torch.load(weights, weights_only=True)['state_dict'])
+    with torch.no_grad():
+        expected = export_onnx.PaddedMPRNet(model.eval())(x).numpy()
+    assert got.shape == (2, 3, 13, 30) and np.abs(got - expected).max() < 1e-4
+
+
+def test_all_stages_gives_three_outputs(tmp_path, weights, capsys):
+    need('onnx')
+    onnxruntime = need('onnxruntime')
+    code, out = export(tmp_path, weights, '--all_stages')
+    assert code == 0, capsys.readouterr().out
+    session = onnxruntime.InferenceSession(out, providers=['CPUExecutionProvider'])
+    assert [o.name for o in session.get_outputs()] == ['restored', 'stage2', 'stage1']
+
+
+def test_a_failed_check_removes_the_file(tmp_path, weights, capsys, monkeypatch):
+    need('onnx'), need('onnxruntime')
+    monkeypatch.setattr(export_onnx, 'verify', lambda *a, **k: [((24, 32), 0.5), ((19, 45), 0.0)])
+    code, out = export(tmp_path, weights)
+    assert code == 1 and not os.path.exists(out)
+    assert 'FAILED' in capsys.readouterr().out
+
+
+def test_missing_packages_say_how_to_install(tmp_path, weights, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # import now raises ImportError
+    code, out = export(tmp_path, weights)
+    err = capsys.readouterr().err
+    assert code == 2 and not os.path.exists(out)
+    assert 'onnxruntime not installed' in err and 'pip install -r requirements-onnx.txt' in err
+
+
+def test_missing_weights_and_bad_sizes_are_clear(tmp_path, capsys):
+    code = export_onnx.main(['--task', 'Denoising', '--weights', str(tmp_path / 'none.pth'),
+                             '--out', str(tmp_path / 'x.onnx')])
+    assert code == 2 and 'none.pth' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export_onnx.parse_args(['--task', 'Denoising', '--out', 'x.onnx', '--check_sizes', '4x4', '8x8'])
+    assert 'at least 8 px' in capsys.readouterr().err
