@@ -335,7 +335,7 @@ def load_train_script(task):
     return module
 
 
-def test_train_py_end_to_end(data_root, tmp_path):
+def test_train_py_end_to_end(data_root, tmp_path, capsys):
     # Denoising with MixUp from epoch 1, one loader worker, whole-image validation (VAL_PS None).
     argv = ['--device', 'cpu', *overrides(data_root, tmp_path, 'OPTIM.NUM_EPOCHS', 1, 'TRAINING.MIXUP_FROM_EPOCH', 1,
                                           'TRAINING.NUM_WORKERS', 1, 'TRAINING.VAL_PS', 'None', mode='Denoising')]
@@ -349,9 +349,12 @@ def test_train_py_end_to_end(data_root, tmp_path):
     assert math.isfinite(ckpt['best_psnr'])
 
     script = load_train_script('Denoising')
-    with pytest.raises(SystemExit, match='model_latest.pth exists'):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
         script.main(argv)  # the same session again without RESUME: refused, nothing overwritten
-    with pytest.raises(SystemExit, match='--device after KEY VALUE'):
+    assert stopped.value.code == 2 and 'model_latest.pth exists' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
         script.main(argv[2:] + ['--device', 'cpu'])
+    assert stopped.value.code == 2 and '--device after KEY VALUE' in capsys.readouterr().err
     assert torch.equal(torch.load(latest, weights_only=True)['state_dict']['tail.weight'],
                        ckpt['state_dict']['tail.weight'])

@@ -15,7 +15,7 @@ import torch
 from MPRNet import MPRNet, PRESETS, canonical_task
 from utils.atomic import write_atomically
 
-__all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'load_checkpoint_file', 'extract_state_dict',
+__all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'CheckpointReadError', 'load_checkpoint_file', 'extract_state_dict',
            'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset', 'recorded_task']
 
 OFFICIAL_WEIGHTS_URL = 'https://github.com/swz30/MPRNet#pretrained-models (Google Drive links per task)'
@@ -26,6 +26,10 @@ class CheckpointMismatchError(RuntimeError):
     """The checkpoint's tensors do not fit the model it is loaded into."""
 
 
+class CheckpointReadError(RuntimeError):
+    """The file cannot be read as a checkpoint (damaged, truncated, or a pickle that needs code)."""
+
+
 def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
     """torch.load with weights_only=True; a missing or unreadable file gets a clear message."""
     if not os.path.isfile(path):
@@ -33,7 +37,7 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for damaged or unsafe files
-        raise RuntimeError(f'cannot read checkpoint {path}: {err}. It may be damaged, partly '
+        raise CheckpointReadError(f'cannot read checkpoint {path}: {err}. It may be damaged, partly '
                            'downloaded, or a pickle that needs code to load (refused for safety).') from err
 
 

@@ -7,6 +7,7 @@ message naming the key.
 import argparse
 from typing import Optional, Sequence
 
+import yaml
 from yacs.config import CfgNode as CN
 
 __all__ = ['get_default_config', 'load_config', 'add_config_arguments', 'config_from_args', 'ConfigError']
@@ -64,6 +65,7 @@ def get_default_config() -> CN:
     c.TRAINING.MIXUP_FROM_EPOCH = 0       # ours: MixUp from this epoch on (Denoising: 6); 0 = never
     c.TRAINING.SYNTHETIC = ''      # ours: '' = paired folders; deblur | derain | denoise = pairs made on the fly
     c.TRAINING.CROPS_PER_PHOTO = 1  # ours, SYNTHETIC only: patches drawn from each photo per epoch
+    c.TRAINING.SCAN_DATA = True    # ours: read every image header at start (pairs agree in size); False skips
     c.TRAINING.NUM_WORKERS = 8     # ours: DataLoader workers per process
     c.TRAINING.VAL_BATCH_SIZE = 16  # ours
     c.TRAINING.SEED = 1234         # ours (published value hard-coded)
@@ -84,6 +86,8 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CN
             if len(overrides) % 2:
                 raise ConfigError(f'overrides come in KEY VALUE pairs, got {list(overrides)}')
             cfg.merge_from_list(list(overrides))
+    except yaml.YAMLError as err:
+        raise ConfigError(f'{path} is not valid YAML: {" ".join(str(err).split())}') from err
     except (KeyError, ValueError, AssertionError) as err:
         if isinstance(err, ConfigError):
             raise

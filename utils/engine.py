@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from losses import CharbonnierLoss, EdgeLoss
 from MPRNet import MPRNet, PRESETS, canonical_task
-from utils.checkpoint import CheckpointMismatchError, load_checkpoint_file, load_weights, save_atomic
+from utils.checkpoint import (CheckpointMismatchError, CheckpointReadError, load_checkpoint_file, load_weights,
+                              save_atomic)
 from utils.config import ConfigError
 from utils.distributed import (DistInfo, ShardSampler, all_reduce_sum, init_distributed, select_gpus,
                                shutdown_distributed)
@@ -174,7 +175,32 @@ def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
     if len(train) == 0 or len(val) == 0:
         empty = t.TRAIN_DIR if len(train) == 0 else t.VAL_DIR
         raise ValueError(f'no image pairs in {empty}')
+    if t.SCAN_DATA:
+        from utils.data_check import scan_images, scan_pairs
+        for dataset, key in ((train, 'TRAINING.TRAIN_DIR'), (val, 'TRAINING.VAL_DIR')):
+            if hasattr(dataset, 'pairs'):
+                scan_pairs(dataset.pairs, f'{key} {getattr(t, key.split(".")[1])}')
+            else:
+                scan_images(dataset.photos, f'{key} {getattr(t, key.split(".")[1])}')
     return train, val
+
+
+def check_training_options(cfg) -> None:
+    """Option values that would only fail later (after the first batch, or mid-epoch), checked at start."""
+    o, t = cfg.OPTIM, cfg.TRAINING
+    if o.BATCH_SIZE < 1:
+        raise ConfigError(f'OPTIM.BATCH_SIZE must be at least 1, got {o.BATCH_SIZE}')
+    if o.NUM_EPOCHS < 1:
+        raise ConfigError(f'OPTIM.NUM_EPOCHS must be at least 1, got {o.NUM_EPOCHS}')
+    if o.LR_INITIAL <= 0:
+        raise ConfigError(f'OPTIM.LR_INITIAL must be positive, got {o.LR_INITIAL}')
+    # The network halves the image three times (stage-1 quadrants, then two encoder levels):
+    # training patches, which are not padded, must be multiples of 8.
+    if t.TRAIN_PS < 8 or t.TRAIN_PS % 8:
+        raise ConfigError(f'TRAINING.TRAIN_PS must be a multiple of 8 of at least 8 (the network halves '
+                          f'patches three times), got {t.TRAIN_PS}')
+    if t.VAL_PS is not None and t.VAL_PS < 0:
+        raise ConfigError(f'TRAINING.VAL_PS must be positive, or null for whole images; got {t.VAL_PS}')
 
 
 def build_dataloaders(cfg, dist_info: DistInfo, device: torch.device,
@@ -361,9 +387,11 @@ class Trainer:
         # One small all-reduce: every process sees the same value and stops together on NaN.
         value = all_reduce_sum(loss.detach().clone()).item() / self.dist.world_size
         if not math.isfinite(value):
+            kept = ('model_latest.pth holds the last completed epoch' if self.epoch > 0 else
+                    'no epoch was completed, so no checkpoint was written')
             raise NonFiniteLossError(f'training loss is {value} at epoch {epoch}, step {step}: training stopped '
-                                     'before this step updated the weights. model_latest.pth holds the last '
-                                     'completed epoch; try a lower OPTIM.LR_INITIAL or OPTIM.AMP off/bf16')
+                                     f'before this step updated the weights. {kept}; try a lower '
+                                     'OPTIM.LR_INITIAL or OPTIM.AMP off/bf16')
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return value
@@ -535,8 +563,13 @@ def fit(cfg, device: str = 'auto', resume: Optional[str] = None) -> Dict[str, An
 
 
 def _fit(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]) -> Dict[str, Any]:
+    check_training_options(cfg)
     model_dir, log_dir = run_dirs(cfg)
     resume_path = _resume_path(cfg, resume, model_dir)
+    if dist_info.is_main:
+        from utils.atomic import remove_stale_temporaries
+        for path in remove_stale_temporaries(model_dir):
+            tqdm.write(f'note: removed {path}, left by a checkpoint write that was killed')
     seed_everything(cfg.TRAINING.SEED)  # before the model is built: the published initialisation
     train_loader, sampler, val_loader = build_dataloaders(cfg, dist_info, device)
     trainer = Trainer(cfg, device, dist_info)
@@ -550,9 +583,14 @@ def _fit(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]) 
         log.line(f'resumed {resume_path} at epoch {trainer.epoch + 1} '
                  f'(best PSNR {trainer.best_psnr:.4f} at epoch {trainer.best_epoch})')
     num_epochs, steps = cfg.OPTIM.NUM_EPOCHS, len(train_loader)
-    log.line(f'{cfg.MODEL.MODE}: {len(train_loader.dataset)} training pairs, {len(val_loader.dataset)} validation '
-             f'pairs, {steps} steps of {cfg.OPTIM.BATCH_SIZE} per epoch on {dist_info.world_size} x {device}; '
+    pairs = len(train_loader.dataset)
+    batch = min(cfg.OPTIM.BATCH_SIZE, pairs)
+    log.line(f'{cfg.MODEL.MODE}: {pairs} training pairs, {len(val_loader.dataset)} validation pairs, '
+             f'{steps} step{"s" if steps != 1 else ""} of {batch} per epoch on {dist_info.world_size} x {device}; '
              f'checkpoints in {model_dir}')
+    if cfg.OPTIM.BATCH_SIZE > pairs:
+        log.line(f'note: OPTIM.BATCH_SIZE {cfg.OPTIM.BATCH_SIZE} is more than the {pairs} training pairs: each '
+                 f'step uses all {pairs}')
     history: List[Dict[str, Any]] = []
     if trainer.epoch >= num_epochs:
         log.line(f'nothing to train: the checkpoint is at epoch {trainer.epoch} and OPTIM.NUM_EPOCHS is {num_epochs}')
@@ -639,10 +677,21 @@ def train_from_args(args) -> Dict[str, Any]:
     keep_freed_memory()
     stray = [a for a in args.opts or [] if a.startswith('--')]
     if stray:
-        raise SystemExit(f'error: option {stray[0]} after KEY VALUE overrides: put --config, --device and '
-                         '--resume before the overrides')
+        print(f'error: option {stray[0]} after KEY VALUE overrides: put --config, --device and --resume before '
+              'the overrides', file=sys.stderr)
+        raise SystemExit(2)
     try:
         cfg = config_from_args(args)
         return fit(cfg, device=args.device, resume=args.resume)
-    except (ConfigError, FileNotFoundError, FileExistsError, NonFiniteLossError, CheckpointMismatchError) as err:
-        raise SystemExit(f'error: {err}') from err
+    except NonFiniteLossError as err:  # training had started: exit 1
+        print(f'error: {err}', file=sys.stderr)
+        raise SystemExit(1) from err
+    except (ConfigError, OSError, ValueError, CheckpointMismatchError, CheckpointReadError) as err:
+        # Options, data or checkpoints that cannot serve: one line, exit 2, before training starts
+        # (the data scan and the option checks run before the first step).
+        print(f'error: {err}', file=sys.stderr)
+        raise SystemExit(2) from err
+    except KeyboardInterrupt:
+        print('\ninterrupted: model_latest.pth holds the last completed epoch; continue with '
+              'TRAINING.RESUME True', file=sys.stderr)
+        raise SystemExit(130)
