@@ -1,15 +1,20 @@
-"""Training losses as published: Charbonnier and the Laplacian-pyramid edge loss.
+"""Training losses as published: Charbonnier, the Laplacian-pyramid edge loss, and their
+sum over MPRNet's three stage outputs (``MultiStageLoss``, OPTIM.LOSS).
 
-Both work on any device and dtype: the edge loss keeps its 5x5 Gaussian in a
+All work on any device and dtype: the edge loss keeps its 5x5 Gaussian in a
 small per-(device, dtype) cache instead of pinning it to CUDA at construction.
 """
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['CharbonnierLoss', 'EdgeLoss', 'gaussian_kernel_5', 'laplacian']
+from utils.config import ConfigError
+
+__all__ = ['CharbonnierLoss', 'EdgeLoss', 'MultiStageLoss', 'LOSSES', 'gaussian_kernel_5', 'laplacian']
+
+LOSSES = ('charbonnier_edge', 'charbonnier_clamped')  # the values of OPTIM.LOSS
 
 
 class CharbonnierLoss(nn.Module):
@@ -76,3 +81,29 @@ class EdgeLoss(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         kernel = self._kernel(x)
         return self.charbonnier(laplacian(x, kernel), laplacian(y, kernel))
+
+
+class MultiStageLoss(nn.Module):
+    """The published loss over the three stage outputs, computed in float32.
+
+    charbonnier_edge:    sum_s Charbonnier(out_s, y) + edge_weight * sum_s Edge(out_s, y)
+                         (Deblurring, Deraining)
+    charbonnier_clamped: sum_s Charbonnier(clamp(out_s, 0, 1), y) (Denoising)
+    """
+
+    def __init__(self, kind: str = 'charbonnier_edge', edge_weight: float = 0.05):
+        super().__init__()
+        if kind not in LOSSES:
+            raise ConfigError(f"OPTIM.LOSS must be one of {', '.join(LOSSES)}, got {kind!r}")
+        self.kind, self.edge_weight = kind, edge_weight
+        self.charbonnier = CharbonnierLoss()
+        self.edge = EdgeLoss()
+
+    def forward(self, outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        outputs = [o.float() for o in outputs]
+        target = target.float()
+        if self.kind == 'charbonnier_clamped':
+            return sum(self.charbonnier(o.clamp(0, 1), target) for o in outputs)
+        char = sum(self.charbonnier(o, target) for o in outputs)
+        edge = sum(self.edge(o, target) for o in outputs)
+        return char + self.edge_weight * edge

@@ -17,10 +17,9 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
+from benchmarks.tiling_measure import LiveTensorPeak, smooth_image  # noqa: E402  (shared with tests/test_tiling.py)
 from MPRNet import MPRNet  # noqa: E402
-from test_tiling import PeakMemory, smooth_image  # noqa: E402  (the test's image and memory meter)
 from utils.inference import Restorer  # noqa: E402
 
 
@@ -36,9 +35,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     model = MPRNet.for_task(args.task).eval()
     x = smooth_image(args.size)
-    with PeakMemory() as whole_mem:
+    with LiveTensorPeak() as whole_mem:
         whole = Restorer(model)(x)
-    with PeakMemory() as tiled_mem:
+    with LiveTensorPeak() as tiled_mem:
         tiled = Restorer(model, tile=args.tile, tile_overlap=args.tile_overlap)(x)
     framed = Restorer(model)(F.pad(x, (8, 8, 8, 8), mode='reflect'))[..., 8:-8, 8:-8]
     d, f = (tiled - whole).abs(), (framed - whole).abs()

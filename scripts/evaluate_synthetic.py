@@ -20,6 +20,7 @@ over the photos. Also timed: one 1280x720 photo in the demo's default mode.
     python scripts/evaluate_synthetic.py --out pretrained_models/synthetic/EVALUATION.md
 """
 import argparse
+import importlib.util
 import math
 import os
 import statistics
@@ -209,11 +210,8 @@ def main(argv=None) -> int:
     keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        import bm3d  # noqa: F401
-        have_bm3d = True
-    except ImportError:
-        have_bm3d = False
+    have_bm3d = importlib.util.find_spec('bm3d') is not None
+    if not have_bm3d:
         print('note: the bm3d package is not installed, so there is no CBM3D row (pip install bm3d)',
               file=sys.stderr)
     paths = list_images(args.photos)

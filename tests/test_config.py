@@ -95,6 +95,14 @@ def test_misspelt_key_in_a_file_is_named(tmp_path):
     assert 'OPTIM.BATCH_SZIE' in str(err.value) and 'typo.yml' in str(err.value)
 
 
+def test_published_verbose_key_is_accepted_and_ignored(tmp_path):
+    path = tmp_path / 'published.yml'
+    path.write_text("GPU: [0,1,2,3]\nVERBOSE: True\nMODEL:\n  MODE: 'Deraining'\n")
+    cfg = load_config(str(path), ['VERBOSE', 'False'])
+    assert cfg.MODEL.MODE == 'Deraining' and 'VERBOSE' not in cfg
+    assert 'VERBOSE' not in cfg.dump()
+
+
 def test_misspelt_key_on_the_command_line_is_named():
     with pytest.raises(ConfigError) as err:
         task_config('Deblurring', ['TRAINING.VAL_AFTER_EVRY', '3'])

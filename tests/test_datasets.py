@@ -10,8 +10,9 @@ from PIL import Image
 from scipy import stats
 from torch.utils.data import DataLoader
 
-from dataset_RGB import (MixUp, adjust_saturation, flip_rotate, get_test_data, get_training_data,
-                         get_validation_data)
+from dataset_RGB import MixUp, adjust_saturation, get_training_data, get_validation_data
+from utils.image_io import image_to_tensor, list_images, read_image
+from utils.image_pairs import flip_rotate, images_by_stem, pair_by_stem
 
 TARGET_OFFSET = 30000  # target pixels hold index + offset, inputs the index itself
 
@@ -35,6 +36,11 @@ def decode_index(t, offset=0):
     values = np.rint(t.numpy() * 65535).astype(np.int64) - offset
     assert np.all(values == values[0:1]), 'the three channels should be equal'
     return values[0]
+
+
+def read_folder(folder):
+    """[(image (3, H, W), stem)] of every image in `folder`, each at its own size, in stem order."""
+    return [(image_to_tensor(read_image(path)[0]), name) for name, path in images_by_stem(folder).items()]
 
 
 def make_index_pair(root, name, height, width):
@@ -213,6 +219,29 @@ def test_unmatched_names_are_listed(tmp_path):
     assert "'a'" not in message and ' a,' not in message
 
 
+def test_unmatched_names_are_introduced_by_the_given_phrases(tmp_path):
+    img = np.zeros((8, 8, 3), np.uint8)
+    write_rgb(tmp_path / 'res' / 'a.png', img)
+    write_rgb(tmp_path / 'res' / 'only_result.png', img)
+    write_rgb(tmp_path / 'gt' / 'a.png', img)
+    write_rgb(tmp_path / 'gt' / 'only_target.png', img)
+    with pytest.raises(ValueError, match=r'(?s)result\(s\) without target: only_result\n'
+                                         r'.*target\(s\) without result: only_target$'):
+        pair_by_stem(str(tmp_path / 'res'), str(tmp_path / 'gt'),
+                     unmatched=('result(s) without target', 'target(s) without result'))
+
+
+def test_pairs_and_listings_are_in_natural_order(tmp_path):
+    img = np.zeros((8, 8, 3), np.uint8)
+    for name in ('img10', 'img2', 'img1'):
+        write_rgb(tmp_path / 'input' / f'{name}.png', img)
+        write_rgb(tmp_path / 'target' / f'{name}.jpg', img)
+    names = [os.path.basename(p) for p in list_images(str(tmp_path / 'input'))]
+    assert names == ['img1.png', 'img2.png', 'img10.png']  # plain sorting puts img10 before img2
+    data = get_validation_data(str(tmp_path), {'patch_size': None})
+    assert [data[i][2] for i in range(len(data))] == ['img1', 'img2', 'img10']
+
+
 def test_missing_and_empty_folders_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nowhere'):
         get_training_data(str(tmp_path / 'nowhere'), {'patch_size': 8})
@@ -222,7 +251,7 @@ def test_missing_and_empty_folders_are_named(tmp_path):
         get_validation_data(str(tmp_path), {'patch_size': 8})
     os.makedirs(tmp_path / 'empty')
     with pytest.raises(ValueError, match='no images in .*empty'):
-        get_test_data(str(tmp_path / 'empty'))
+        images_by_stem(str(tmp_path / 'empty'))
 
 
 def test_same_stem_twice_is_an_error(tmp_path):
@@ -230,7 +259,7 @@ def test_same_stem_twice_is_an_error(tmp_path):
     write_rgb(tmp_path / 'a.png', img)
     write_rgb(tmp_path / 'a.jpg', img)
     with pytest.raises(ValueError, match=r'a\.jpg'):
-        get_test_data(str(tmp_path))
+        images_by_stem(str(tmp_path))
 
 
 def test_16_bit_png_keeps_values_finer_than_8_bits(tmp_path):
@@ -257,7 +286,7 @@ def test_grayscale_palette_and_rgba_become_rgb(tmp_path):
     palette.save(tmp_path / 'palette.png')
     Image.fromarray(gray).save(tmp_path / 'gray.png')  # mode L
     Image.fromarray(np.dstack([rgb, np.full((6, 5), 7, np.uint8)])).save(tmp_path / 'rgba.png')  # mode RGBA
-    items = {name: img for img, name in get_test_data(str(tmp_path))}
+    items = {name: img for img, name in read_folder(str(tmp_path))}
     assert set(items) == {'gray', 'palette', 'rgba'}
     torch.testing.assert_close(items['gray'], torch.from_numpy(gray / 255.0).float().expand(3, 6, 5))
     expected_palette = np.asarray(palette_colours)[labels] / 255.0  # (6, 5, 3)
@@ -295,7 +324,7 @@ def test_pair_of_different_sizes_names_both_files(tmp_path):
         get_validation_data(str(tmp_path), {'patch_size': None})[0]
 
 
-# ---------------------------------------------------------------- validation and test sets
+# ---------------------------------------------------------------- validation sets and single folders
 
 def test_validation_centre_crop_matches_torchvision(tmp_path):
     from torchvision.transforms.functional import center_crop
@@ -318,10 +347,10 @@ def test_validation_without_patch_size_gives_whole_images(tmp_path):
     assert np.array_equal(decode_index(inp), np.arange(13 * 21).reshape(13, 21))
 
 
-def test_test_data_reads_one_folder(tmp_path):
+def test_one_folder_reads_by_stem_at_each_image_size(tmp_path):
     write_rgb(tmp_path / 'one.png', index_image(9, 11))
     write_rgb(tmp_path / 'two.jpg', np.zeros((5, 7, 3), np.uint8))
-    data = get_test_data(str(tmp_path), {})
+    data = read_folder(str(tmp_path))
     assert len(data) == 2
     img, name = data[0]
     assert name == 'one' and img.shape == (3, 9, 11)
@@ -372,6 +401,13 @@ def test_mixup_is_reproducible_with_a_generator():
     other = MixUp(generator=torch.Generator().manual_seed(8))(target, inp)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     assert not torch.equal(first[0], other[0])
+
+
+def test_mixup_with_a_generator_leaves_the_global_rng_alone():
+    target, inp = torch.rand(4, 3, 4, 4), torch.rand(4, 3, 4, 4)
+    state = torch.get_rng_state()
+    MixUp(generator=torch.Generator().manual_seed(7))(target, inp)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_mixup_lambda_follows_beta_06_06():

@@ -1,10 +1,11 @@
-"""Charbonnier and edge loss against closed forms and hand-derived values."""
+"""Charbonnier, edge and multi-stage losses against closed forms and hand-derived values."""
 import math
 
 import pytest
 import torch
 
-from losses import CharbonnierLoss, EdgeLoss, gaussian_kernel_5, laplacian
+from losses import CharbonnierLoss, EdgeLoss, MultiStageLoss, gaussian_kernel_5, laplacian
+from utils.config import ConfigError
 
 EPS = 1e-3
 F64 = dict(dtype=torch.float64)
@@ -147,3 +148,19 @@ def test_edge_loss_gradient_matches_finite_differences():
     x = torch.rand(1, 1, 4, 4, **F64, requires_grad=True)
     y = torch.rand(1, 1, 4, 4, **F64)
     assert torch.autograd.gradcheck(EdgeLoss(), (x, y), fast_mode=True)
+
+
+def test_multistage_loss_hand_values():
+    target = torch.full((1, 3, 8, 8), 0.3)
+    outputs = [torch.full((1, 3, 8, 8), v) for v in (1.5, 0.5, -0.2)]
+    charb = lambda d: math.sqrt(d * d + 1e-6)  # noqa: E731
+    clamped = MultiStageLoss('charbonnier_clamped')(outputs, target).item()
+    assert clamped == pytest.approx(charb(0.7) + charb(0.2) + charb(0.3), rel=1e-5)
+    plain = MultiStageLoss('charbonnier_edge', edge_weight=0.0)(outputs, target).item()
+    assert plain == pytest.approx(charb(1.2) + charb(0.2) + charb(0.5), rel=1e-5)
+    # The edge term enters linearly with its weight.
+    rng_out = [torch.rand(1, 3, 8, 8) for _ in range(3)]
+    loss = {w: MultiStageLoss('charbonnier_edge', edge_weight=w)(rng_out, target).item() for w in (0.0, 0.05, 1.0)}
+    assert loss[0.05] - loss[0.0] == pytest.approx(0.05 * (loss[1.0] - loss[0.0]), rel=1e-4)
+    with pytest.raises(ConfigError, match='OPTIM.LOSS'):
+        MultiStageLoss('l1')

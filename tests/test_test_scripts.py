@@ -19,7 +19,6 @@ import scipy.io
 import torch
 
 from MPRNet import MPRNet
-from conftest import TINY
 from utils.checkpoint import OFFICIAL_WEIGHTS_URL, save_atomic
 from utils.padding import crop_to, pad_to_multiple
 
@@ -37,12 +36,12 @@ def load_script(relpath):
     return module
 
 
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
+@pytest.fixture
+def tiny(tmp_path, tiny_config):
     """(checkpoint path, model) of a tiny random MPRNet saved with its configuration."""
     torch.manual_seed(0)
-    model = MPRNet(**TINY).eval()
-    path = tmp_path_factory.mktemp('weights') / 'tiny.pth'
+    model = MPRNet(**tiny_config).eval()
+    path = tmp_path / 'tiny.pth'
     save_atomic({'state_dict': model.state_dict(), 'model_config': model.config}, str(path))
     return str(path), model
 

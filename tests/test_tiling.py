@@ -1,14 +1,10 @@
 """Tiled inference: tile layout, blending weights, exactness, MPRNet's tiled error, memory-driven tiling."""
-import weakref
-
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
-
+from benchmarks.tiling_measure import LiveTensorPeak, smooth_image
 from MPRNet import PRESETS
 from utils import tiling
 from utils.inference import OutOfMemoryError, Restorer
@@ -42,15 +38,6 @@ class OutOfMemoryAbove(PerPixel):
         if x.shape[-2] * x.shape[-1] > self.limit:
             raise OutOfMemoryError(f'pretend out of memory for {tuple(x.shape)}')
         return super().forward(x)
-
-
-def smooth_image(size, seed=1):
-    """A smooth colour image with slight noise, (1, 3, size, size) in [0, 1]."""
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing='ij')
-    img = torch.stack([0.5 + 0.3 * torch.sin(6 * xx + 3 * yy), 0.1 + 0.8 * yy,
-                       0.4 + 0.2 * torch.cos(9 * xx * yy)])[None]
-    noise = torch.randn(img.shape, generator=torch.Generator().manual_seed(seed))
-    return (img + 0.03 * noise).clamp(0, 1)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -159,34 +146,9 @@ def test_mprnet_tiled_close_to_whole(tiny_model):
 
 # ----------------------------------------------------------------------------- memory
 
-class PeakMemory(TorchDispatchMode):
-    """Peak bytes of live tensor storages created while active (an independent measurement)."""
-
-    def __init__(self):
-        super().__init__()
-        self.live, self.peak, self.storages = 0, 0, set()
-
-    def _freed(self, key, nbytes):
-        self.live -= nbytes
-        self.storages.discard(key)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                storage = t.untyped_storage()
-                key = storage.data_ptr()
-                if key not in self.storages and storage.nbytes():
-                    self.storages.add(key)
-                    self.live += storage.nbytes()
-                    self.peak = max(self.peak, self.live)
-                    weakref.finalize(storage, self._freed, key, storage.nbytes())
-        return out
-
-
 def test_memory_estimate_matches_a_measured_pass(tiny_model):
     x = torch.rand(1, 3, 64, 64)
-    with torch.inference_mode(), PeakMemory() as meter:
+    with torch.inference_mode(), LiveTensorPeak() as meter:
         del tiny_model(x)[0]
     estimate = estimate_peak_bytes(tiny_model, 64, 64)
     assert meter.peak <= estimate <= 1.25 * meter.peak

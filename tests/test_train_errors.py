@@ -100,7 +100,7 @@ def test_corrupt_checkpoint_with_resume(root, capsys):
 def test_size_mismatch_and_corrupt_image_are_found_at_start(root, capsys):
     write_image(str(root / 'train' / 'target' / 'c.png'), np.zeros((24, 32, 3), np.float32))
     (root / 'train' / 'input' / 'd.png').write_bytes(b'\x89PNG but not really')
-    err = refused(capsys, argv(root), '2 problem(s) in TRAINING.TRAIN_DIR', 'sizes differ within a pair: c.png',
+    refused(capsys, argv(root), '2 problem(s) in TRAINING.TRAIN_DIR', 'sizes differ within a pair: c.png',
                   'd.png', 'TRAINING.SCAN_DATA False')
     assert no_checkpoint(root)
     # The scan can be switched off for huge sets (the problems then surface when a sample is loaded).

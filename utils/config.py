@@ -2,7 +2,8 @@
 
 The published keys keep their meaning; the keys added by this project are
 marked below. Unknown keys (in a file or on the command line) fail with a
-message naming the key.
+message naming the key; the published VERBOSE, which nothing read, is accepted
+and ignored so that the published YAML files still load.
 """
 import argparse
 from typing import Optional, Sequence
@@ -20,7 +21,8 @@ class ConfigError(ValueError):
 def get_default_config() -> CN:
     c = CN()
     c.GPU = [0]                 # published; with --device auto, the GPU ids to use (CUDA_VISIBLE_DEVICES)
-    c.VERBOSE = False
+    # Published, but nothing read it: a YAML that still sets it loads, and yacs logs that it is ignored.
+    c.register_deprecated_key('VERBOSE')
 
     c.MODEL = CN()
     c.MODEL.MODE = 'Deblurring'  # task: Deblurring | Deraining | Denoising

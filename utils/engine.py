@@ -1,16 +1,12 @@
 """Training engine shared by Deblurring/, Deraining/ and Denoising/train.py.
 
-Three parts, as in BasicSR: ``build_dataloaders`` (data), ``Trainer`` (model,
-optimizer, schedule, loss, mixed precision, checkpoints) and ``fit`` (the
-epoch loop with validation, logging and saving). One code path serves a
-single CPU or GPU process and ``torchrun`` (DistributedDataParallel).
-
-Reproducibility: every training sample reseeds Python ``random``, numpy and
-torch from (seed, epoch, sample index) before it is loaded, so augmentations
-do not depend on NUM_WORKERS, on persistent workers, on the number of
-processes or on where a run was resumed. The shuffling order comes from
-(seed, epoch) (DistributedSampler), and the learning rate is a closed form of
-the epoch (utils/schedule.py).
+As in BasicSR, a model class and a loop: ``Trainer`` is the model step (network,
+optimizer, schedule, loss, mixed precision, validation, checkpoints) and ``fit``
+runs the epochs (validation where configured, logging, saving, resuming);
+``build_dataloaders`` gives them the data. One code path serves a single CPU or
+GPU process and ``torchrun`` (DistributedDataParallel). The command line is
+utils/train_cli.py; the seeding that makes a run reproducible and resumable
+bit for bit is utils/seeding.py; the loss is losses.MultiStageLoss.
 
 Validation runs on every process over its own shard of the validation set
 (no padding, no repeats) and the PSNR sums are all-reduced, so the mean is
@@ -19,133 +15,35 @@ over the whole set exactly once whatever the number of processes.
 import contextlib
 import math
 import os
-import random
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from losses import CharbonnierLoss, EdgeLoss
+from losses import MultiStageLoss
 from MPRNet import MPRNet, PRESETS, canonical_task
-from utils.checkpoint import (CheckpointMismatchError, CheckpointReadError, load_checkpoint_file, load_weights,
-                              save_atomic)
+from utils.checkpoint import CheckpointMismatchError, load_checkpoint_file, load_weights, save_atomic
 from utils.config import ConfigError
 from utils.distributed import (DistInfo, ShardSampler, all_reduce_sum, init_distributed, select_gpus,
                                shutdown_distributed)
 from utils.inference import Restorer
 from utils.schedule import WarmupCosineSchedule
+from utils.seeding import (EpochIndexSampler, SeededSamples, capture_rng_state, derive_seed, restore_rng_state,
+                           seed_everything, seed_worker)
 
-__all__ = ['NonFiniteLossError', 'derive_seed', 'seed_everything', 'SeededSamples', 'EpochIndexSampler',
-           'build_datasets', 'build_dataloaders', 'model_kwargs_from_config', 'MultiStageLoss',
-           'psnr_per_image', 'capture_rng_state', 'restore_rng_state', 'validation_steps',
-           'is_validation_epoch', 'Trainer', 'fit', 'run_dirs', 'add_run_arguments', 'train_main',
-           'train_from_args']
+__all__ = ['NonFiniteLossError', 'build_datasets', 'build_dataloaders', 'model_kwargs_from_config',
+           'psnr_per_image', 'validation_steps', 'is_validation_epoch', 'Trainer', 'fit', 'run_dirs']
 
 AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-LOSSES = ('charbonnier_edge', 'charbonnier_clamped')
 MIXUP_ALPHA = 0.6  # published Beta(0.6, 0.6)
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stops."""
-
-
-# ----------------------------------------------------------------------------- seeding
-
-def derive_seed(*parts: int) -> int:
-    """A well-mixed 32-bit seed from integers (e.g. base seed, epoch, index)."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python ``random``, numpy and torch (all devices) with `seed`."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def capture_rng_state() -> Dict[str, Any]:
-    """The global RNG states as plain lists, ints and tensors (loadable with weights_only=True)."""
-    version, mt_state, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {'python': [version, list(mt_state), gauss],
-             'numpy': {'name': name, 'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
-                       'has_gauss': int(has_gauss), 'cached_gaussian': float(cached)},
-             'torch': torch.get_rng_state(), 'cuda': []}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: Dict[str, Any]) -> None:
-    """Inverse of ``capture_rng_state``; CUDA states are restored when the device count matches."""
-    version, mt_state, gauss = state['python']
-    random.setstate((version, tuple(mt_state), gauss))
-    n = state['numpy']
-    np.random.set_state((n['name'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'],
-                         n['cached_gaussian']))
-    torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available() and len(state['cuda']) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-# ----------------------------------------------------------------------------- data
-
-class SeededSamples(Dataset):
-    """Wraps a dataset so that item (epoch, index) is ``dataset[index]`` drawn with fixed seeds.
-
-    Before loading, Python ``random``, numpy and torch are seeded from (seed,
-    epoch, index), in the DataLoader worker or, with NUM_WORKERS 0, in the main
-    process. Pair it with ``EpochIndexSampler``, which yields those keys.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int):
-        self.dataset, self.seed = dataset, seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: Tuple[int, int]):
-        epoch, index = key
-        sample_seed = derive_seed(self.seed, epoch, index)
-        random.seed(sample_seed)
-        np.random.seed(sample_seed)
-        torch.manual_seed(sample_seed)
-        return self.dataset[index]
-
-
-class EpochIndexSampler(Sampler):
-    """Yields (epoch, index) for each index of `sampler`; ``set_epoch`` reaches both.
-
-    The epoch travels with the index because persistent DataLoader workers keep
-    their own copy of the dataset and never see attributes set later.
-    """
-
-    def __init__(self, sampler: DistributedSampler):
-        self.sampler, self.epoch = sampler, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.sampler.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[Tuple[int, int]]:
-        return ((self.epoch, index) for index in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Worker start-up: seed from the base seed, rank and worker id (samples reseed per item)."""
-    info = torch.utils.data.get_worker_info()
-    base = info.seed if info is not None else worker_id
-    random.seed(base % 2 ** 32)
-    np.random.seed(base % 2 ** 32)
 
 
 def _check_folder(path: str, key: str) -> None:
@@ -220,7 +118,7 @@ def build_dataloaders(cfg, dist_info: DistInfo, device: torch.device,
     if workers < 0:
         raise ConfigError(f'TRAINING.NUM_WORKERS must be >= 0, got {workers}')
     common = dict(num_workers=workers, pin_memory=device.type == 'cuda', persistent_workers=workers > 0,
-                  worker_init_fn=_seed_worker)
+                  worker_init_fn=seed_worker)
     shuffler = DistributedSampler(train_set, num_replicas=world, rank=dist_info.rank, shuffle=True,
                                   seed=cfg.TRAINING.SEED, drop_last=False)
     sampler = EpochIndexSampler(shuffler)
@@ -251,31 +149,6 @@ def model_kwargs_from_config(cfg) -> Dict[str, int]:
         raise ConfigError(f'MODEL.NUM_CAB must be positive, got {m.NUM_CAB}')
     kwargs['num_cab'] = m.NUM_CAB
     return kwargs
-
-
-class MultiStageLoss(nn.Module):
-    """The published loss over the three stage outputs, computed in float32.
-
-    charbonnier_edge:    sum_s Charbonnier(out_s, y) + edge_weight * sum_s Edge(out_s, y)
-    charbonnier_clamped: sum_s Charbonnier(clamp(out_s, 0, 1), y)
-    """
-
-    def __init__(self, kind: str = 'charbonnier_edge', edge_weight: float = 0.05):
-        super().__init__()
-        if kind not in LOSSES:
-            raise ConfigError(f"OPTIM.LOSS must be one of {', '.join(LOSSES)}, got {kind!r}")
-        self.kind, self.edge_weight = kind, edge_weight
-        self.charbonnier = CharbonnierLoss()
-        self.edge = EdgeLoss()
-
-    def forward(self, outputs: Sequence[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
-        outputs = [o.float() for o in outputs]
-        target = target.float()
-        if self.kind == 'charbonnier_clamped':
-            return sum(self.charbonnier(o.clamp(0, 1), target) for o in outputs)
-        char = sum(self.charbonnier(o, target) for o in outputs)
-        edge = sum(self.edge(o, target) for o in outputs)
-        return char + self.edge_weight * edge
 
 
 def psnr_per_image(restored: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -334,6 +207,7 @@ class Trainer:
         self.mixup = None
         if self.mixup_from > 0:
             from dataset_RGB import MixUp
+            # Under torchrun each process mixes its own share of the batch (Denoising/README.md).
             self.mixup = MixUp(MIXUP_ALPHA, generator=self.mixup_generator)
         self.net = self._wrap(self.model)
         self.epoch = 0            # last completed epoch
@@ -645,53 +519,3 @@ def _run_epoch(cfg, trainer: Trainer, epoch: int, train_loader: DataLoader, samp
     log.line(f'Epoch {epoch}/{cfg.OPTIM.NUM_EPOCHS}  time {seconds:.1f}s  loss {mean_loss:.4f}  lr {lr:.4e}  '
              f'PSNR {shown}  ({images / seconds:.1f} img/s)')
     return {'epoch': epoch, 'lr': lr, 'loss': mean_loss, 'psnr': psnr, 'seconds': seconds}
-
-
-# ----------------------------------------------------------------------------- command line
-
-def add_run_arguments(parser) -> None:
-    """--device and --resume, shared by the three train.py scripts."""
-    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
-                        help="where to train: 'auto' = CUDA if available (default), 'cpu' or 'cuda'; under "
-                             'torchrun each process takes the GPU of its LOCAL_RANK')
-    parser.add_argument('--resume', default=None, metavar='PATH',
-                        help='continue from this checkpoint (default: TRAINING.RESUME True resumes the '
-                             "session's model_latest.pth)")
-
-
-def train_main(config_path: str, description: str, argv=None) -> Dict[str, Any]:
-    """The whole command line of a task's train.py: --config (default `config_path`),
-    --device, --resume and KEY VALUE overrides, then ``fit``."""
-    import argparse
-    from utils.config import add_config_arguments
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, default_config=config_path)
-    add_run_arguments(parser)
-    return train_from_args(parser.parse_args(argv))
-
-
-def train_from_args(args) -> Dict[str, Any]:
-    """Load the config named by parsed train.py arguments and run ``fit``; errors exit with a message."""
-    from utils.allocator import keep_freed_memory
-    from utils.config import config_from_args
-    keep_freed_memory()
-    stray = [a for a in args.opts or [] if a.startswith('--')]
-    if stray:
-        print(f'error: option {stray[0]} after KEY VALUE overrides: put --config, --device and --resume before '
-              'the overrides', file=sys.stderr)
-        raise SystemExit(2)
-    try:
-        cfg = config_from_args(args)
-        return fit(cfg, device=args.device, resume=args.resume)
-    except NonFiniteLossError as err:  # training had started: exit 1
-        print(f'error: {err}', file=sys.stderr)
-        raise SystemExit(1) from err
-    except (ConfigError, OSError, ValueError, CheckpointMismatchError, CheckpointReadError) as err:
-        # Options, data or checkpoints that cannot serve: one line, exit 2, before training starts
-        # (the data scan and the option checks run before the first step).
-        print(f'error: {err}', file=sys.stderr)
-        raise SystemExit(2) from err
-    except KeyboardInterrupt:
-        print('\ninterrupted: model_latest.pth holds the last completed epoch; continue with '
-              'TRAINING.RESUME True', file=sys.stderr)
-        raise SystemExit(130)

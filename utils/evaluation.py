@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from utils import metrics
 from utils.image_io import list_images, read_image
+from utils.image_pairs import pair_by_stem
 
 __all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'score_matlab_rgb', 'score_y_channel',
            'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'report']
@@ -33,32 +34,12 @@ def read_uint8_rgb(path: str) -> np.ndarray:
     return np.round(img * 255.0).astype(np.uint8)  # read_image divided by 255: exact inverse
 
 
-def _by_stem(paths: Sequence[str], folder: str) -> Dict[str, str]:
-    stems: Dict[str, str] = {}
-    for p in paths:
-        stem = os.path.splitext(os.path.basename(p))[0]
-        if stem in stems:
-            raise ValueError(f'{folder}: two images named {stem!r}: {os.path.basename(stems[stem])} and '
-                             f'{os.path.basename(p)}')
-        stems[stem] = p
-    return stems
-
-
 def pair_by_name(result_dir: str, gt_dir: str) -> List[Pair]:
-    """(result, target) paths paired by file name without extension; unmatched names are an error."""
-    results, targets = _by_stem(list_images(result_dir), result_dir), _by_stem(list_images(gt_dir), gt_dir)
-    if not results:
+    """(result, target) paths paired by file name without extension (utils.image_pairs.pair_by_stem),
+    in natural order; unmatched names are an error. Lossy results against lossless targets are warned about."""
+    if not os.path.isdir(result_dir) or not list_images(result_dir):
         raise FileNotFoundError(f'no result images in {result_dir}')
-    only_res, only_gt = sorted(set(results) - set(targets)), sorted(set(targets) - set(results))
-    if only_res or only_gt:
-        lines = [f'results in {result_dir} and targets in {gt_dir} do not match by name:']
-        for label, names in ((f'{len(only_res)} result(s) without target', only_res),
-                             (f'{len(only_gt)} target(s) without result', only_gt)):
-            if names:
-                more = f' ... (+{len(names) - 10} more)' if len(names) > 10 else ''
-                lines.append(f'  {label}: ' + ', '.join(names[:10]) + more)
-        raise ValueError('\n'.join(lines))
-    pairs = [(results[s], targets[s]) for s in sorted(results)]
+    pairs = pair_by_stem(result_dir, gt_dir, unmatched=('result(s) without target', 'target(s) without result'))
     lossy = [r for r, t in pairs if r.lower().endswith(LOSSY) and not t.lower().endswith(LOSSY)]
     if lossy:
         print(f'warning: {len(lossy)} result(s) in {result_dir} are JPEG (lossy) while their targets are not, '

@@ -12,6 +12,7 @@ from typing import List, Tuple
 import cv2
 import numpy as np
 import torch
+from natsort import natsorted, ns
 
 from utils.atomic import write_atomically
 
@@ -30,11 +31,12 @@ def is_image_file(name: str) -> bool:
 
 
 def list_images(folder: str) -> List[str]:
-    """Image files directly in `folder`, sorted by name; other files are ignored."""
+    """Image files directly in `folder`, in natural order of their names (img2 before img10,
+    the order results, progress and reports show); other files are ignored."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f'image folder not found: {folder}')
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if is_image_file(f) and os.path.isfile(os.path.join(folder, f)))
+    return natsorted((os.path.join(folder, f) for f in os.listdir(folder)
+                      if is_image_file(f) and os.path.isfile(os.path.join(folder, f))), alg=ns.PATH)
 
 
 def read_image(path: str) -> Tuple[np.ndarray, int]:

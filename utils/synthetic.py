@@ -25,12 +25,12 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+from natsort import natsorted, ns
 from torch.utils.data import Dataset
 
-from dataset_RGB import flip_rotate
 from utils.degradations import KINDS, degrade
 from utils.image_io import IMAGE_EXTENSIONS, image_to_tensor, list_images, read_image
-from utils.padding import pad_reflect
+from utils.image_pairs import NUM_FLIP_ROTATE, centre_origin, check_patch_size, flip_rotate, pad_to_at_least
 
 __all__ = ['SyntheticTrainingData', 'SyntheticValidationData', 'get_synthetic_training_data',
            'get_synthetic_validation_data', 'find_photos', 'CONTEXT_MARGIN']
@@ -38,14 +38,13 @@ __all__ = ['SyntheticTrainingData', 'SyntheticValidationData', 'get_synthetic_tr
 # Pixels of context around a patch that the degradation sees: half the largest blur kernel
 # (31 px) and half the longest rain streak (30 px), plus one. Noise is per pixel and needs none.
 CONTEXT_MARGIN = {'deblur': 16, 'derain': 16, 'denoise': 0}
-NUM_FLIP_ROTATE = 8  # flip_rotate modes 0..7: the 8 distinct flips and rotations
 # Decoded photos kept in memory per dataset copy (each DataLoader worker has its own): decoding a
 # 1024-px PNG costs about 10 ms, as much as a training step's worth of degradation for 8 patches.
 PHOTO_CACHE_BYTES = 1 << 30
 
 
 def find_photos(photo_dir: str) -> List[str]:
-    """Every image in `photo_dir` and its subfolders (hidden ones excluded), sorted by path.
+    """Every image in `photo_dir` and its subfolders (hidden ones excluded), in natural order of the paths.
 
     Wallpaper packages nest their pictures, so the search recurses. An empty
     tree is an error that says how to get photos.
@@ -59,22 +58,13 @@ def find_photos(photo_dir: str) -> List[str]:
     if not photos:
         raise ValueError(f'no photos in {photo_dir} or its subfolders (looked for {", ".join(IMAGE_EXTENSIONS)}); '
                          'scripts/prepare_photos.py prepares a free set in Datasets/photos')
-    return sorted(photos)
+    return natsorted(photos, alg=ns.PATH)
 
 
 def _check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown synthetic degradation {kind!r}: choose one of {', '.join(KINDS)}")
     return kind
-
-
-def _check_patch_size(patch_size, allow_none: bool) -> Optional[int]:
-    if patch_size is None and allow_none:
-        return None
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size <= 0:
-        raise ValueError(f'patch size must be a positive integer{" or None" if allow_none else ""}, '
-                         f'got {patch_size!r}')
-    return patch_size
 
 
 def _check_seed(seed) -> int:
@@ -90,7 +80,7 @@ class _PhotoPairs(Dataset):
         super().__init__()
         self.photo_dir = photo_dir
         self.kind = _check_kind(kind)
-        self.patch_size = _check_patch_size(patch_size, allow_none)
+        self.patch_size = check_patch_size(patch_size, allow_none)
         self.seed = _check_seed(seed)
         self.photos = find_photos(photo_dir)
         self.margin = CONTEXT_MARGIN[kind]
@@ -116,9 +106,8 @@ class _PhotoPairs(Dataset):
         photo = self.read_photo(index)
         if self.patch_size is None:
             return photo
-        pad_h, pad_w = max(self.patch_size - photo.shape[0], 0), max(self.patch_size - photo.shape[1], 0)
-        if pad_h or pad_w:
-            padded = pad_reflect(torch.from_numpy(photo).permute(2, 0, 1)[None], pad_h, pad_w)
+        if min(photo.shape[:2]) < self.patch_size:
+            padded = pad_to_at_least(torch.from_numpy(photo).permute(2, 0, 1)[None], self.patch_size)
             photo = padded[0].permute(1, 2, 0).numpy()
         return photo
 
@@ -181,8 +170,7 @@ class SyntheticValidationData(_PhotoPairs):
         photo = self.read_padded(index)
         height, width = photo.shape[:2]
         h, w = (height, width) if self.patch_size is None else (self.patch_size, self.patch_size)
-        # torchvision's centre, as in dataset_RGB's validation crop.
-        top, left = int(round((height - h) / 2.0)), int(round((width - w) / 2.0))
+        top, left = centre_origin(height, width, h, w)  # as dataset_RGB's validation crop
         pair = self.degraded_patch(photo, top, left, (h, w), rng)
         return pair[0], pair[1], self.photo_name(index)
 

@@ -1,0 +1,86 @@
+"""The command line of the three train.py scripts: --config, --device, --resume, KEY VALUE overrides.
+
+``script_main`` makes the whole of a task's train.py: ``train_main`` loads the config
+(utils/config.py) and runs ``utils.engine.fit``. Errors a user can fix (a bad
+key, a missing folder, a session that exists, a NaN loss, a checkpoint of
+another model) end the program with one line and an exit code, not a traceback.
+"""
+import argparse
+import functools
+import os
+import sys
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from utils.allocator import keep_freed_memory
+from utils.checkpoint import CheckpointMismatchError, CheckpointReadError
+from utils.config import ConfigError, add_config_arguments, config_from_args
+from utils.engine import NonFiniteLossError, fit
+
+__all__ = ['USAGE', 'add_run_arguments', 'script_main', 'train_main', 'train_from_args']
+
+USAGE = """\
+Paths in the config are relative to the current directory; a task's training.yml
+expects to be run from its folder, as published (cd Deblurring, Deraining or Denoising):
+
+    python train.py                                   # one GPU, or the CPU
+    torchrun --nproc_per_node 4 train.py              # 4 GPUs; OPTIM.BATCH_SIZE stays the global batch
+    python train.py --device cpu OPTIM.NUM_EPOCHS 10  # KEY VALUE overrides come last
+    python train.py TRAINING.RESUME True              # continue the session's model_latest.pth
+"""
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device and --resume, shared by the three train.py scripts."""
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                        help="where to train: 'auto' = CUDA if available (default), 'cpu' or 'cuda'; under "
+                             'torchrun each process takes the GPU of its LOCAL_RANK')
+    parser.add_argument('--resume', default=None, metavar='PATH',
+                        help='continue from this checkpoint (default: TRAINING.RESUME True resumes the '
+                             "session's model_latest.pth)")
+
+
+def script_main(script: str, description: str) -> Callable[..., Dict[str, Any]]:
+    """The ``main(argv=None)`` of a task's train.py at `script`: ``train_main`` with the
+    training.yml beside the script as the default config and `description` as the help."""
+    config_path = os.path.join(os.path.dirname(os.path.abspath(script)), 'training.yml')
+    return functools.partial(train_main, config_path, description)
+
+
+def train_main(config_path: str, description: str, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The whole command line of a task's train.py: --config (default `config_path`),
+    --device, --resume and KEY VALUE overrides, then ``fit``."""
+    parser = argparse.ArgumentParser(description=description, epilog=USAGE,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, default_config=config_path)
+    add_run_arguments(parser)
+    return train_from_args(parser.parse_args(argv))
+
+
+def train_from_args(args: argparse.Namespace) -> Dict[str, Any]:
+    """Load the config named by parsed train.py arguments and run ``fit``.
+
+    Errors end the program with one line on stderr: exit 2 for what stops a run
+    before it trains (options, YAML, data, checkpoints), 1 for a NaN or infinite
+    loss during training, 130 for Ctrl-C.
+    """
+    keep_freed_memory()
+    stray = [a for a in args.opts or [] if a.startswith('--')]
+    if stray:
+        print(f'error: option {stray[0]} after KEY VALUE overrides: put --config, --device and --resume before '
+              'the overrides', file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        cfg = config_from_args(args)
+        return fit(cfg, device=args.device, resume=args.resume)
+    except NonFiniteLossError as err:  # training had started: exit 1
+        print(f'error: {err}', file=sys.stderr)
+        raise SystemExit(1) from err
+    except (ConfigError, OSError, ValueError, CheckpointMismatchError, CheckpointReadError) as err:
+        # Options, data or checkpoints that cannot serve: one line, exit 2, before training starts
+        # (the data scan and the option checks run before the first step).
+        print(f'error: {err}', file=sys.stderr)
+        raise SystemExit(2) from err
+    except KeyboardInterrupt:
+        print('\ninterrupted: model_latest.pth holds the last completed epoch; continue with '
+              'TRAINING.RESUME True', file=sys.stderr)
+        raise SystemExit(130)
