@@ -15,17 +15,14 @@ from typing import Dict, Optional, Sequence, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.cli import run_main  # noqa: E402
-from utils.evaluation import evaluate_datasets, evaluation_arguments, score_matlab_rgb  # noqa: E402
+from utils.evaluation import evaluate_folders, score_matlab_rgb  # noqa: E402
 
 DATASETS = ('GoPro', 'HIDE')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Tuple[float, float]]:
     """Score each dataset with results; returns {dataset: (mean PSNR, mean SSIM)}."""
-    parser = evaluation_arguments('MATLAB-equivalent PSNR/SSIM for GoPro and HIDE results', DATASETS,
-                                  gt_default='./Datasets/', gt_layout='<dataset>/test/target')
-    args = parser.parse_args(argv)
-    return evaluate_datasets(args, score_matlab_rgb, lambda name: os.path.join(args.gt_dir, name, 'test', 'target'))
+    return evaluate_folders(argv, 'MATLAB-equivalent PSNR/SSIM for GoPro and HIDE results', DATASETS, score_matlab_rgb)
 
 
 if __name__ == '__main__':

@@ -25,11 +25,8 @@ DATASETS = ('GoPro', 'HIDE', 'RealBlur_J', 'RealBlur_R')
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Image deblurring with MPRNet: restore a test set')
     parser.add_argument('--dataset', default='GoPro', choices=DATASETS, help='test set (default: %(default)s)')
-    parser.add_argument('--input_dir', default='./Datasets/',
-                        help='datasets root holding <dataset>/test/input (default: %(default)s)')
-    parser.add_argument('--result_dir', default='./results/',
-                        help='results go to <result_dir>/<dataset>/ (default: %(default)s)')
-    add_test_script_arguments(parser, TASK)
+    add_test_script_arguments(parser, TASK, ('./Datasets/', 'datasets root holding <dataset>/test/input'),
+                              ('./results/', 'results go to <result_dir>/<dataset>/'))
     return parser.parse_args(argv)
 
 

@@ -32,15 +32,12 @@ TASK = 'Denoising'
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Image denoising with MPRNet: DND benchmark submission')
-    parser.add_argument('--input_dir', default='./Datasets/DND/test/',
-                        help='folder holding info.mat and images_srgb/ (default: %(default)s)')
-    parser.add_argument('--result_dir', default='./results/DND/',
-                        help='writes the submission to <result_dir>/mat/ (default: %(default)s)')
     parser.add_argument('--save_crops', action='store_true',
                         help="also write the DND kit's per-box files <result_dir>/crops/<nnnn>_<bb>.mat")
     parser.add_argument('--save_images', action='store_true',
                         help='also write every denoised box as <result_dir>/png/<nnnn>_<bb>.png')
-    add_test_script_arguments(parser, TASK)
+    add_test_script_arguments(parser, TASK, ('./Datasets/DND/test/', 'folder holding info.mat and images_srgb/'),
+                              ('./results/DND/', 'writes the submission to <result_dir>/mat/'))
     return parser.parse_args(argv)
 
 

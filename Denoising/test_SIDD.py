@@ -28,13 +28,10 @@ NOISY_FILE, NOISY_KEY = 'ValidationNoisyBlocksSrgb.mat', 'ValidationNoisyBlocksS
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Image denoising with MPRNet: SIDD validation blocks')
-    parser.add_argument('--input_dir', default='./Datasets/SIDD/test/',
-                        help=f'folder holding {NOISY_FILE} (default: %(default)s)')
-    parser.add_argument('--result_dir', default='./results/SIDD/',
-                        help='writes <result_dir>/mat/Idenoised.mat (default: %(default)s)')
     parser.add_argument('--save_images', action='store_true',
                         help='also write every denoised block as <result_dir>/png/<image>_<block>.png')
-    add_test_script_arguments(parser, TASK)
+    add_test_script_arguments(parser, TASK, ('./Datasets/SIDD/test/', f'folder holding {NOISY_FILE}'),
+                              ('./results/SIDD/', 'writes <result_dir>/mat/Idenoised.mat'))
     return parser.parse_args(argv)
 
 

@@ -25,11 +25,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Image deraining with MPRNet: restore the test sets')
     parser.add_argument('--datasets', nargs='+', default=list(DATASETS),
                         help='test sets to restore (default: %(default)s)')
-    parser.add_argument('--input_dir', default='./Datasets/test/',
-                        help='root holding <name>/input for each test set (default: %(default)s)')
-    parser.add_argument('--result_dir', default='./results/',
-                        help='results go to <result_dir>/<name>/ (default: %(default)s)')
-    add_test_script_arguments(parser, TASK)
+    add_test_script_arguments(parser, TASK, ('./Datasets/test/', 'root holding <name>/input for each test set'),
+                              ('./results/', 'results go to <result_dir>/<name>/'))
     return parser.parse_args(argv)
 
 

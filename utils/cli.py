@@ -106,9 +106,13 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: st
                              '(to finish an interrupted run)')
 
 
-def add_test_script_arguments(parser: argparse.ArgumentParser, task: str) -> None:
-    """The options of a benchmark test script: the published default weights path (relative to the
-    task folder the script runs from), exact fp32 by default, --batch_size."""
+def add_test_script_arguments(parser: argparse.ArgumentParser, task: str, input_dir: Tuple[str, str],
+                              result_dir: Tuple[str, str]) -> None:
+    """The options of a benchmark test script: --input_dir and --result_dir as (default, what it
+    holds), the published default weights path (relative to the task folder the script runs
+    from), exact fp32 by default, --batch_size."""
+    parser.add_argument('--input_dir', default=input_dir[0], help=f'{input_dir[1]} (default: %(default)s)')
+    parser.add_argument('--result_dir', default=result_dir[0], help=f'{result_dir[1]} (default: %(default)s)')
     default = os.path.join('.', 'pretrained_models', f'model_{task.lower()}.pth')
     add_inference_arguments(parser, default, f'checkpoint to test: the released model_{task.lower()}.pth or one '
                             'of ours; auto, official or bundled look under the repository (default: %(default)s)',

@@ -20,7 +20,8 @@ from utils.image_io import list_images, read_image
 from utils.image_pairs import pair_by_stem
 
 __all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'score_matlab_rgb', 'score_y_channel',
-           'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'report']
+           'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'evaluate_folders',
+           'report']
 
 Pair = Tuple[str, str]
 LOSSY = ('.jpg', '.jpeg')
@@ -123,6 +124,15 @@ def evaluate_datasets(args: argparse.Namespace, score: Callable[[Pair], Tuple[fl
     if not scores:
         raise FileNotFoundError(f'no results for {", ".join(args.datasets)} under {args.result_dir}')
     return scores
+
+
+def evaluate_folders(argv: Optional[Sequence[str]], description: str, datasets: Sequence[str],
+                     score: Callable[[Pair], Tuple[float, float]], target_layout: str = '<dataset>/test/target'
+                     ) -> Dict[str, Tuple[float, float]]:
+    """The whole of an evaluation script whose targets sit in <gt_dir>/<dataset>/test/target (GoPro,
+    HIDE, RealBlur): parse `argv`, score each dataset with results; {dataset: (PSNR, SSIM)}."""
+    args = evaluation_arguments(description, datasets, gt_default='./Datasets/', gt_layout=target_layout).parse_args(argv)
+    return evaluate_datasets(args, score, lambda name: os.path.join(args.gt_dir, name, 'test', 'target'))
 
 
 def report(name: str, scores: Sequence[Tuple[float, float]]) -> Tuple[float, float]:

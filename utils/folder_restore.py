@@ -67,15 +67,25 @@ def restore_images(restorer: Restorer, images: Sequence[np.ndarray], batch_size:
     return restored
 
 
-def _read_all(plan: Sequence[Pair], keep_going: bool, failed: List[str]) -> Iterator[Tuple[str, str, np.ndarray, int]]:
+class _Failures:
+    """Per-file failures: re-raised (keep_going False) or named on stderr and counted."""
+
+    def __init__(self, keep_going: bool):
+        self.keep_going, self.inputs = keep_going, []
+
+    def __call__(self, sources: Sequence[str], error: Exception, what: str = '') -> None:
+        if not self.keep_going:
+            raise error
+        self.inputs.extend(sources)
+        tqdm.write(f'failed: {", ".join(sources)}: {what}{error}', file=sys.stderr)
+
+
+def _read_all(plan: Sequence[Pair], fail: _Failures) -> Iterator[Tuple[str, str, np.ndarray, int]]:
     for src, dst in plan:
         try:
             img, bit_depth = read_image(src)
         except (OSError, ValueError) as err:
-            if not keep_going:
-                raise
-            failed.append(src)
-            tqdm.write(f'failed: {src}: {err}', file=sys.stderr)
+            fail([src], err)
             continue
         yield src, dst, img, bit_depth
 
@@ -94,7 +104,7 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
             the run (the benchmark scripts, whose results must be complete).
         on_done: called as on_done(input, output) once a result is written.
     """
-    failed: List[str] = []
+    fail = _Failures(keep_going)
     pending: List[tuple] = []
 
     def settle(entry) -> None:
@@ -102,24 +112,18 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
         try:
             future.result()
         except (OSError, ValueError) as err:
-            if not keep_going:
-                raise
-            failed.append(src)
-            tqdm.write(f'failed: {src}: cannot write {dst}: {err}', file=sys.stderr)
+            fail([src], err, f'cannot write {dst}: ')
             return
         if on_done is not None:
             on_done(src, dst)
 
-    items = _read_all(plan, keep_going, failed)
+    items = _read_all(plan, fail)
     with ThreadPoolExecutor(max_workers=2) as writer, tqdm(total=len(plan), desc=desc, unit='img') as bar:
         for batch in same_size_batches(items, batch_size, lambda item: item[2].shape):
             try:
                 restored = restore_batch(restorer, [img for _, _, img, _ in batch])
             except (RuntimeError, ValueError) as err:
-                if not keep_going:
-                    raise
-                failed.extend(src for src, *_ in batch)
-                tqdm.write(f'failed: {", ".join(src for src, *_ in batch)}: {err}', file=sys.stderr)
+                fail([src for src, *_ in batch], err)
                 bar.update(len(batch))
                 continue
             for (src, dst, _, depth), img in zip(batch, restored):
@@ -130,4 +134,4 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
                 settle(pending.pop(0))
         for entry in pending:
             settle(entry)
-    return failed
+    return fail.inputs
