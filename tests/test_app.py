@@ -209,11 +209,14 @@ def start_browser(browser, driver, downloads):
 
 
 def wait_for_download(folder, timeout=30):
-    """The one finished file in `folder` (Chromium writes .crdownload until it is complete)."""
+    """The one finished file in `folder`. Chromium first writes a hidden .org.chromium.* file, then
+    <name>.crdownload, then renames it: only a visible file with neither in progress is finished."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        done = [f for f in os.listdir(folder) if not f.endswith(('.crdownload', '.tmp'))]
-        if done and not any(f.endswith('.crdownload') for f in os.listdir(folder)):
+        names = os.listdir(folder)
+        in_progress = [f for f in names if f.startswith('.') or f.endswith(('.crdownload', '.tmp'))]
+        done = [f for f in names if f not in in_progress]
+        if done and not in_progress:
             return os.path.join(folder, done[0])
         time.sleep(0.2)
     pytest.fail(f'no download in {folder} after {timeout} s')
