@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from MPRNet import PRESETS, canonical_task
+from utils.allocator import keep_freed_memory
 from utils.checkpoint import build_model
 from utils.cli import DEFAULT_CPU_MEMORY_GB
 from utils.image_io import IMAGE_EXTENSIONS, image_to_tensor, read_image, tensor_to_image, write_image
@@ -412,6 +413,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # as every entry point: no page faults on every request (utils/allocator.py)
     try:
         gr = import_gradio()
         models = Models(args.device, args.precision, args.fast, args.tile, args.tile_overlap, args.weights,
