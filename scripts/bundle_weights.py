@@ -13,6 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from MPRNet import PRESETS  # noqa: E402
+from utils.checkpoint import build_model  # noqa: E402
 from utils.cli import run_main, task_type  # noqa: E402
 from utils.weights import bundle_checkpoint, bundled_path  # noqa: E402
 
@@ -30,7 +31,7 @@ def bundle(argv=None) -> None:
     if os.path.exists(out) and not args.overwrite:
         raise FileExistsError(f'{out} exists; pass --overwrite to replace it')
     release = bundle_checkpoint(args.checkpoint, out, args.task)
-    count = sum(v.numel() for v in release['state_dict'].values())
+    count = sum(p.numel() for p in build_model(args.task, out).parameters())  # the shared PReLU counted once
     print(f'{out}: {args.task}, epoch {release["epoch"]}, {count:,} parameters, '
           f'{os.path.getsize(out) / 2 ** 20:.2f} MiB')
 
