@@ -55,6 +55,41 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# /proc/cpuinfo flags that decide how fast reduced precision runs on a CPU.
+CPU_PRECISION_FLAGS = ('avx512f', 'avx512_bf16', 'amx_bf16', 'avx512_fp16', 'amx_fp16')
+
+
+def cpu_flags() -> Optional[set]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where it cannot be read."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def onednn_native(precision: str) -> bool:
+    """Whether PyTorch's oneDNN runs `precision` ('bf16' or 'fp16') convolutions natively on this CPU."""
+    try:
+        return bool(getattr(torch.ops.mkldnn, f'_is_mkldnn_{precision}_supported')())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_precision_description() -> str:
+    """'avx512f yes, avx512_bf16 yes, amx_bf16 no, ...; oneDNN native bf16 yes, fp16 no': what was read, not assumed."""
+    flags = cpu_flags()
+    if flags is None:
+        listed = 'CPU flags unreadable (no /proc/cpuinfo)'
+    else:
+        listed = ', '.join(f'{name} {"yes" if name in flags else "no"}' for name in CPU_PRECISION_FLAGS)
+    return (f'{listed}; oneDNN native bf16 {"yes" if onednn_native("bf16") else "no"}, '
+            f'fp16 {"yes" if onednn_native("fp16") else "no"}')
+
+
 def device_description(device: torch.device, threads: Optional[int] = None) -> str:
     if device.type == 'cuda':
         props = torch.cuda.get_device_properties(device)

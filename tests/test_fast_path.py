@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from skimage import data
 
-from MPRNet import CAB
+from MPRNet import CAB, MPRNet
 from utils.inference import Restorer
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -196,12 +196,13 @@ def load_benchmark():
 
 
 def test_benchmark_rows_and_faithfulness(tmp_path):
-    """The benchmark's published row is the exact path itself; the batched and fast rows are
-    within fp32 reordering error of it; the markdown file holds one line per row."""
+    """The benchmark's published row (the published order, run in a second process) computes the
+    exact path's output bit for bit; the batched and fast rows are within fp32 reordering error of
+    it; the markdown file holds one line per row."""
     bench = load_benchmark()
     out = tmp_path / 'bench.md'
-    rows = bench.main(['--device', 'cpu', '--tasks', 'deraining', '--sizes', '16x16', '--warmup', '1',
-                       '--repeats', '2', '--variants', 'published', 'fp32+batched', 'fp32-fast',
+    rows = bench.main(['--device', 'cpu', '--tasks', 'deraining', '--compact', 'none', '--sizes', '16x16',
+                       '--warmup', '1', '--repeats', '2', '--variants', 'published', 'fp32+batched', 'fp32-fast',
                        '--out', str(out)])
     by_name = {r.variant.name: r for r in rows}
     assert list(by_name) == ['published', 'fp32+batched', 'fp32-fast']
@@ -212,6 +213,40 @@ def test_benchmark_rows_and_faithfulness(tmp_path):
         assert row.median_ms > 0 and row.images_per_s == pytest.approx(1000 / row.median_ms)
     text = out.read_text()
     assert text.count('| Deraining | 16x16 |') == 3 and 'PyTorch ' + torch.__version__ in text
+
+
+def test_benchmark_default_cpu_rows(tmp_path):
+    """The default CPU rows: published and exact under glibc's default malloc (second process), exact
+    with the project's allocator, fast fp32 and auto; for a preset and a compact model; with GFLOP/s
+    from the counted FLOPs and the CPU's precision flags in the report."""
+    bench = load_benchmark()
+    out = tmp_path / 'bench.md'
+    rows = bench.main(['--device', 'cpu', '--tasks', 'deraining', '--compact', 'random', '--sizes', '16x16',
+                       '--warmup', '1', '--repeats', '1', '--out', str(out)])
+    names = ['published', 'exact-system-malloc', 'exact', 'fp32-fast', 'auto']
+    assert [(r.task, r.variant.name) for r in rows] == [(m, n) for m in ('Deraining', 'Deraining compact')
+                                                        for n in names]
+    flops = {m: bench.count_flops(cfg, (16, 16), 1)
+             for m, cfg in (('Deraining', MPRNet.for_task('Deraining').config), ('Deraining compact', bench.COMPACT))}
+    assert flops['Deraining compact'] < flops['Deraining']
+    for r in rows:
+        assert r.median_ms > 0 and r.gflops_per_s == pytest.approx(flops[r.task] / 1e9 / (r.median_ms / 1e3))
+        if r.variant.name in ('published', 'exact-system-malloc', 'exact'):
+            assert r.max_abs_diff == 0, r  # the same function, bit for bit, whatever the allocator
+        elif r.variant.name == 'fp32-fast':
+            assert r.max_abs_diff < 1e-5
+        else:
+            assert r.resolved in ('bf16 + fast', 'fp32 + fast') and r.psnr_db > 45
+    text = out.read_text()
+    assert 'avx512_bf16 ' in text and 'amx_bf16 ' in text and 'MPRNET_ALLOCATOR=system' in text
+    assert text.count('| Deraining compact | 16x16 |') == 5 and '| exact (default allocator) |' in text
+
+
+def test_benchmark_skips_a_missing_bundled_compact_model(tmp_path, monkeypatch):
+    bench = load_benchmark()
+    monkeypatch.setattr(bench, 'bundled_compact_path', lambda task: str(tmp_path / 'missing.pth'))
+    model, why = bench.make_compact_model('Deraining', 'bundled', 0)
+    assert model is None and 'missing.pth' in why and '--compact random' in why
 
 
 def test_benchmark_size_parsing():
