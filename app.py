@@ -30,14 +30,13 @@ import numpy as np
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
 from utils.checkpoint import build_model
-from utils.cli import DEFAULT_CPU_MEMORY_GB
-from utils.image_io import IMAGE_EXTENSIONS, image_to_tensor, read_image, tensor_to_image, write_image
+from utils.cli import DEFAULT_CPU_MEMORY_GB, DEFAULT_OVERLAP
+from utils.image_io import IMAGE_EXTENSIONS, image_to_tensor, read_image, tensor_to_image, to_uint8, write_image
 from utils.inference import PRECISION_CHOICES, Restorer, choose_precision, resolve_device
 from utils.tiling import check_tile_options
 from utils.weights import REPO_ROOT, WEIGHT_CHOICES, WeightsNotFoundError, resolve_weights
 
 DEFAULT_PORT = 7860
-DEFAULT_OVERLAP = 32
 DEFAULT_MAX_MEGAPIXELS = 16.0
 DEFAULT_MAX_UPLOAD_MB = 200
 DEFAULT_MAX_QUEUE = 16
@@ -217,11 +216,6 @@ def load_upload(path: Optional[str],
         raise AppError(str(err).replace(path, name)) from err
     check_size(name, img.shape[1], img.shape[0], max_megapixels)
     return img, bit_depth, image_notes(path, name)
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """Float RGB in [0, 1] -> 8-bit RGB for display."""
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def describe(loaded: LoadedModel, models: Models, img: np.ndarray, bit_depth: int, seconds: float,

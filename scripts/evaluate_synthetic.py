@@ -39,7 +39,7 @@ from utils import metrics  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
 from utils.checkpoint import build_model  # noqa: E402
 from utils.degradations_heldout import blur, gaussian_noise, spline_kernel, streak_rain  # noqa: E402
-from utils.image_io import list_images, read_image  # noqa: E402
+from utils.image_io import list_images, read_image, shrink_to_fit, to_uint8  # noqa: E402
 from utils.inference import Restorer, choose_precision  # noqa: E402
 from utils.weights import resolve_weights  # noqa: E402
 
@@ -49,18 +49,6 @@ NLM_H = (6, 9, 12, 15, 18, 21)
 RL_ITERATIONS = (1, 2, 5, 10, 20, 40)
 MEDIAN_SIZES = (3, 5, 7)
 Scores = List[Tuple[float, float]]
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
-
-
-def shrink(img: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    if max(h, w) <= max_side:
-        return img
-    scale = max_side / max(h, w)
-    return cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
 def degrade(clean: np.ndarray, task: str, rng: np.random.Generator) -> Tuple[np.ndarray, dict]:
@@ -218,7 +206,7 @@ def main(argv=None) -> int:
     if not paths:
         print(f'error: no photos in {args.photos}; run scripts/prepare_photos.py first', file=sys.stderr)
         return 2
-    photos = [(os.path.splitext(os.path.basename(p))[0], shrink(read_image(p)[0], args.max_side)) for p in paths]
+    photos = [(os.path.splitext(os.path.basename(p))[0], shrink_to_fit(read_image(p)[0], args.max_side)) for p in paths]
     results, weights = {}, {}
     for task in args.tasks:
         weights[task] = os.path.relpath(resolve_weights(task, args.weights)[0])

@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.image_io import is_image_file, read_image, write_image  # noqa: E402
+from utils.image_io import is_image_file, read_image, shrink_to_fit, write_image  # noqa: E402
 
 SPLITS = ('train', 'val', 'test')
 DEBIAN_PACKAGES = ('lomiri-wallpapers-16.04', 'lomiri-wallpapers-20.04', 'mate-backgrounds', 'ukui-wallpapers')
@@ -81,14 +81,8 @@ def split_of(name: str, val_fraction: float, test_fraction: float = 0.0) -> str:
 
 
 def downscale(img: np.ndarray, max_side: int) -> np.ndarray:
-    """(H, W, 3) shrunk with area interpolation so that max(H, W) <= max_side, aspect kept;
-    images already small enough come back unchanged."""
-    h, w = img.shape[:2]
-    if max(h, w) <= max_side:
-        return img
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    """(H, W, 3) shrunk with area interpolation so that max(H, W) <= max_side (utils.image_io.shrink_to_fit)."""
+    return shrink_to_fit(img, max_side)
 
 
 def thumbnail(img: np.ndarray) -> np.ndarray:

@@ -16,6 +16,8 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
+from utils.image_io import to_uint8
+
 __all__ = ['KINDS', 'shake_trajectory', 'rasterize_trajectory', 'motion_kernel', 'convolve', 'jpeg_roundtrip',
            'motion_blur', 'streak_kernel', 'rain_layer', 'add_rain', 'add_noise', 'blind_noise', 'degrade']
 
@@ -126,7 +128,7 @@ def convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     """Encode (H, W, 3) RGB as JPEG at `quality` (0-100) and decode it again; 8-bit valued result."""
-    rgb8 = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    rgb8 = to_uint8(img)
     ok, buf = cv2.imencode('.jpg', cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError('OpenCV could not encode a JPEG')

@@ -17,7 +17,7 @@ from natsort import natsorted, ns
 from utils.atomic import write_atomically
 
 __all__ = ['IMAGE_EXTENSIONS', 'is_image_file', 'list_images', 'read_image', 'write_image',
-           'image_to_tensor', 'tensor_to_image', 'load_mat_array', 'exif_orientation', 'apply_orientation']
+           'image_to_tensor', 'tensor_to_image', 'to_uint8', 'shrink_to_fit', 'load_mat_array', 'exif_orientation', 'apply_orientation']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _ORIENTATION_TAG = 0x0112
@@ -100,6 +100,21 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(views.get(orientation, img))
 
 
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] -> uint8, clipped and rounded to the nearest level (as written to 8-bit files)."""
+    return np.round(np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def shrink_to_fit(img: np.ndarray, max_side: int) -> np.ndarray:
+    """(H, W, C) shrunk with area interpolation so that max(H, W) <= max_side, aspect kept;
+    images already small enough come back unchanged (the same object)."""
+    h, w = img.shape[:2]
+    if max(h, w) <= max_side:
+        return img
+    scale = max_side / max(h, w)
+    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
 def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
     """Write float RGB (H, W, 3) in [0, 1] as an 8- or 16-bit image (rounded, clipped).
 
@@ -113,7 +128,7 @@ def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
             raise ValueError(f'{path}: 16-bit output needs a .png or .tif name')
         out = np.round(img * 65535.0).astype(np.uint16)
     else:
-        out = np.round(img * 255.0).astype(np.uint8)
+        out = to_uint8(img)
     if out.ndim == 3:
         out = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
     ext = os.path.splitext(path)[1] or '.png'

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from utils.image_io import read_image, write_image
+from utils.image_io import read_image, shrink_to_fit, to_uint8, write_image
 
 __all__ = ['labelled_panel', 'comparison_picture', 'write_comparison', 'stack_pictures']
 
@@ -20,26 +20,14 @@ BACKGROUND = 30         # dark grey around and between the panels (8-bit: OpenCV
 GAP = 8
 
 
-def _fit(img: np.ndarray, side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    scale = min(1.0, side / max(h, w))
-    if scale == 1.0:
-        return img
-    return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-
-
 def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.55) -> None:
     cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-
-
-def _uint8(img: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(np.asarray(img, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
 
 
 def labelled_panel(img: np.ndarray, label: str, side: int = PANEL_SIDE) -> np.ndarray:
     """(H, W, 3) float image in [0, 1], shrunk to fit `side`, with `label` written in a band above
     it; returned as uint8."""
-    img = _uint8(_fit(np.asarray(img, dtype=np.float32), side))
+    img = to_uint8(shrink_to_fit(np.asarray(img, dtype=np.float32), side))
     panel = np.full((img.shape[0] + LABEL_HEIGHT, img.shape[1], 3), BACKGROUND, dtype=np.uint8)
     panel[LABEL_HEIGHT:] = img
     _text(panel, label, 4, LABEL_HEIGHT - 9)
@@ -60,7 +48,7 @@ def _row(panels: Sequence[np.ndarray]) -> np.ndarray:
 def stack_pictures(pictures: Sequence[np.ndarray], title: Optional[str] = None) -> np.ndarray:
     """Pictures (uint8, or float in [0, 1]) one above the other on a dark background, with an
     optional title band on top; returned as uint8."""
-    pictures = [p if p.dtype == np.uint8 else _uint8(p) for p in pictures]
+    pictures = [p if p.dtype == np.uint8 else to_uint8(p) for p in pictures]
     width = max(p.shape[1] for p in pictures) + 2 * GAP
     parts = []
     if title:
