@@ -13,7 +13,7 @@ from yacs.config import CfgNode
 from MPRNet import MPRNet
 from losses import MultiStageLoss
 from utils import engine
-from utils.checkpoint import build_model, load_weights
+from utils.checkpoint import CheckpointMismatchError, build_model, load_weights
 from utils.config import ConfigError, load_config
 from utils.distributed import DistInfo
 from utils.engine import (NonFiniteLossError, Trainer, build_dataloaders, fit, is_validation_epoch,
@@ -220,6 +220,31 @@ def test_kill_and_resume_equals_an_uninterrupted_run(data_root, tmp_path, monkey
         assert torch.equal(value, final['resumed']['state_dict'][key]), key
     adam = [final[n]['optimizer']['state'] for n in ('straight', 'resumed')]
     assert all(torch.equal(adam[0][i]['exp_avg_sq'], adam[1][i]['exp_avg_sq']) for i in adam[0])
+
+
+def test_init_weights_fine_tunes_from_a_file_with_a_fresh_optimizer_and_schedule(data_root, tmp_path, tiny_config):
+    first = fit(make_cfg(data_root, tmp_path, 'MODEL.SESSION', 'first', 'OPTIM.NUM_EPOCHS', 1), 'cpu')
+    start = os.path.join(first['model_dir'], 'model_latest.pth')
+    start_weights = torch.load(start, weights_only=True)['state_dict']
+    # Learning rate 1e-12: Adam moves each weight by about 1e-12 per step, so the run ends where it started.
+    tuned = fit(make_cfg(data_root, tmp_path, 'MODEL.SESSION', 'tuned', 'OPTIM.NUM_EPOCHS', 1,
+                         'OPTIM.LR_INITIAL', 1e-12, 'TRAINING.INIT_WEIGHTS', start), 'cpu')
+    assert [h['epoch'] for h in tuned['history']] == [1], 'epochs count from 1, not from the file'
+    latest = torch.load(os.path.join(tuned['model_dir'], 'model_latest.pth'), weights_only=True)
+    seed_everything(1234)
+    random_init = MPRNet(**tiny_config).state_dict()
+    for key, value in start_weights.items():
+        assert torch.allclose(latest['state_dict'][key], value, rtol=0, atol=1e-9), key
+    assert any(not torch.allclose(start_weights[k], random_init[k]) for k in start_weights)
+    assert all(s['step'] == 2 for s in latest['optimizer']['state'].values()), 'a fresh Adam: 2 steps, not 4'
+
+    with pytest.raises(ConfigError, match='TRAINING.INIT_WEIGHTS: no file'):
+        fit(make_cfg(data_root, tmp_path, 'MODEL.SESSION', 'missing', 'TRAINING.INIT_WEIGHTS',
+                     tmp_path / 'nowhere.pth'), 'cpu')
+    wider = make_cfg(data_root, tmp_path, 'MODEL.SESSION', 'wider', 'MODEL.N_FEAT', 16,
+                     'TRAINING.INIT_WEIGHTS', start)
+    with pytest.raises(CheckpointMismatchError, match='shape mismatches'):
+        fit(wider, 'cpu')
 
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(data_root, tmp_path, monkeypatch):

@@ -97,6 +97,9 @@ def check_training_options(cfg) -> None:
     if t.TRAIN_PS < 8 or t.TRAIN_PS % 8:
         raise ConfigError(f'TRAINING.TRAIN_PS must be a multiple of 8 of at least 8 (the network halves '
                           f'patches three times), got {t.TRAIN_PS}')
+    if t.INIT_WEIGHTS and not os.path.isfile(t.INIT_WEIGHTS):
+        raise ConfigError(f'TRAINING.INIT_WEIGHTS: no file {t.INIT_WEIGHTS} (give a checkpoint or released weights '
+                          "to fine-tune from, or '' to start from random weights)")
     if t.VAL_PS is not None and t.VAL_PS < 0:
         raise ConfigError(f'TRAINING.VAL_PS must be positive, or null for whole images; got {t.VAL_PS}')
 
@@ -456,6 +459,10 @@ def _fit(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]) 
             log.line(f'note: {note}')
         log.line(f'resumed {resume_path} at epoch {trainer.epoch + 1} '
                  f'(best PSNR {trainer.best_psnr:.4f} at epoch {trainer.best_epoch})')
+    elif cfg.TRAINING.INIT_WEIGHTS:
+        # Weights only: optimizer, schedule and epoch start afresh, as fine-tuning wants.
+        load_weights(trainer.model, cfg.TRAINING.INIT_WEIGHTS)
+        log.line(f'started from the weights of {cfg.TRAINING.INIT_WEIGHTS}')
     num_epochs, steps = cfg.OPTIM.NUM_EPOCHS, len(train_loader)
     pairs = len(train_loader.dataset)
     batch = min(cfg.OPTIM.BATCH_SIZE, pairs)
