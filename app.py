@@ -30,7 +30,9 @@ import numpy as np
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
 from utils.checkpoint import build_model
-from utils.cli import DEFAULT_CPU_MEMORY_GB, DEFAULT_OVERLAP
+from utils.cli import (DEFAULT_OVERLAP, UsageError, add_model_arguments, add_tiling_arguments,
+                       check_inference_arguments, memory_budget)
+from utils.data_check import image_size
 from utils.image_io import IMAGE_EXTENSIONS, image_to_tensor, read_image, tensor_to_image, to_uint8, write_image
 from utils.inference import PRECISION_CHOICES, Restorer, choose_precision, resolve_device
 from utils.tiling import check_tile_options
@@ -83,7 +85,7 @@ class Models:
 
     def __init__(self, device: str = 'auto', precision: str = 'auto', fast: bool = False,
                  tile: Optional[int] = None, tile_overlap: int = DEFAULT_OVERLAP, weights: str = 'auto',
-                 root: str = REPO_ROOT):
+                 root: str = REPO_ROOT, exact: bool = False, max_memory: Optional[float] = None):
         if weights not in WEIGHT_CHOICES:
             raise AppError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
         if precision not in PRECISION_CHOICES:
@@ -98,6 +100,7 @@ class Models:
         except RuntimeError as err:
             raise AppError(str(err)) from err
         self.precision, self.fast, self.tile, self.tile_overlap = precision, fast, tile, tile_overlap
+        self.exact, self.max_memory = exact, max_memory
         self.weights, self.root = weights, root
         self._loaded: Dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
@@ -127,10 +130,11 @@ class Models:
             if task not in self._loaded:
                 path, kind = self.lookup(task)
                 relay = ProgressRelay()
-                # As in the demo: on the CPU, images above a few GB of activations go in tiles.
-                budget = int(DEFAULT_CPU_MEMORY_GB * 2 ** 30) if self.device.type == 'cpu' else None
+                # As in the demo: images above --max_memory of activations go in tiles.
+                budget = memory_budget(self.max_memory, self.device)
                 try:
-                    precision, fast, mode = choose_precision(self.precision, self.fast, task, self.device)
+                    precision, fast, mode = choose_precision(self.precision, self.fast, task, self.device,
+                                                             exact=self.exact)
                     model = build_model(task, path)
                     restorer = Restorer(model, self.device, precision=precision, fast=fast, tile=self.tile,
                                         tile_overlap=self.tile_overlap, auto_tile=True, memory_budget=budget,
@@ -175,17 +179,6 @@ def image_notes(path: str, name: str) -> List[str]:
     return notes
 
 
-def header_size(path: str) -> Optional[Tuple[int, int]]:
-    """(width, height) from the file's header, without decoding the pixels; None if unknown."""
-    try:
-        from PIL import Image
-        Image.MAX_IMAGE_PIXELS = None  # the limit is ours (check_size), not Pillow's warning
-        with Image.open(path) as img:
-            return img.size
-    except Exception:  # no Pillow, or a format only OpenCV reads
-        return None
-
-
 def check_size(name: str, width: int, height: int, max_megapixels: float) -> None:
     """AppError when the image has more pixels than the page accepts."""
     megapixels = width * height / 1e6
@@ -207,9 +200,12 @@ def load_upload(path: Optional[str],
     name = os.path.basename(path)
     if not name.lower().endswith(IMAGE_EXTENSIONS):
         raise AppError(f'{name} is not a supported image; use one of: {", ".join(IMAGE_EXTENSIONS)}')
-    size = header_size(path)
+    try:
+        size = image_size(path)  # from the header: a huge image is refused before it is decoded
+    except ValueError:
+        size = None  # a header Pillow cannot read: read_image below decides, and names the problem
     if size:
-        check_size(name, size[0], size[1], max_megapixels)
+        check_size(name, *size, max_megapixels)
     try:
         img, bit_depth = read_image(path)
     except (ValueError, FileNotFoundError) as err:
@@ -378,21 +374,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--share', action='store_true',
                         help="also publish the page through a public Gradio link (off by default; sends your "
                              "images through Gradio's servers)")
-    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
-                        help='where to run; auto picks CUDA when available (default auto)')
-    parser.add_argument('--precision', default='auto', choices=PRECISION_CHOICES,
-                        help="as demo.py: auto (default: bf16 + fast path where the hardware has native "
-                             "bf16, else fp32 fast), fp32 (exact), bf16 or fp16 autocast")
-    parser.add_argument('--fast', action='store_true',
-                        help='channels-last layout, batched patches and cuDNN autotuning (same results up to '
-                             'float rounding)')
-    parser.add_argument('--tile', type=int, default=None,
-                        help='restore in overlapping tiles of this many pixels (a multiple of 8, e.g. 512); '
-                             'default: whole images, tiles only when one would not fit in memory')
-    parser.add_argument('--tile_overlap', type=int, default=DEFAULT_OVERLAP,
-                        help=f'minimum overlap of neighbouring tiles in pixels (default {DEFAULT_OVERLAP})')
-    parser.add_argument('--weights', default='auto', choices=WEIGHT_CHOICES,
-                        help='auto (official if present, else bundled; default), official or bundled')
+    add_model_arguments(parser, 'auto', 'auto (official weights if present, else bundled; default), official or '
+                        'bundled', precision_default='auto', weights_choices=WEIGHT_CHOICES)
+    add_tiling_arguments(parser)
     parser.add_argument('--weights_root', default=REPO_ROOT,
                         help='folder that holds pretrained_models/ (default: this repository)')
     parser.add_argument('--max_megapixels', type=float, default=DEFAULT_MAX_MEGAPIXELS,
@@ -407,11 +391,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    try:
+        check_inference_arguments(args)
+    except UsageError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
     keep_freed_memory()  # as every entry point: no page faults on every request (utils/allocator.py)
     try:
         gr = import_gradio()
         models = Models(args.device, args.precision, args.fast, args.tile, args.tile_overlap, args.weights,
-                        args.weights_root)
+                        args.weights_root, exact=args.exact, max_memory=args.max_memory)
     except AppError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

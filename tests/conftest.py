@@ -36,3 +36,16 @@ def tiny_config():
 def tiny_model():
     from MPRNet import MPRNet
     return MPRNet(**TINY).eval()
+
+
+def png_header_only(width: int, height: int, chunks_after_idat: bytes = b'') -> bytes:
+    """A PNG of width x height whose one IDAT holds a few bytes instead of the pixels: decoding it
+    fails, so code that gets its size or orientation from it did not decode it."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0))
+            + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunks_after_idat + chunk(b'IEND', b''))

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 import app
+from conftest import png_header_only
 from MPRNet import PRESETS, MPRNet
 from utils.image_io import read_image
 from utils.weights import bundled_path
@@ -120,6 +121,12 @@ def test_no_file_huge_image_and_unknown_task(tmp_path, models):
         app.restore(src, 'Deblurring', models, str(tmp_path), max_megapixels=0.001)
     with pytest.raises(app.AppError, match='unknown task'):
         app.restore(src, 'Dehazing', models, str(tmp_path))
+    # A 200-megapixel PNG is refused from its header: its pixel data is a truncated stub that
+    # would fail to decode, so the message proves nothing was decoded.
+    huge = tmp_path / 'huge.png'
+    huge.write_bytes(png_header_only(20000, 10000))
+    with pytest.raises(app.AppError, match=r'huge.png is 20000x10000 \(200.0 megapixels\)'):
+        app.restore(str(huge), 'Deblurring', models, str(tmp_path))
 
 
 def test_missing_weights_name_the_file_to_get(tmp_path):
@@ -142,11 +149,27 @@ def test_tiles_report_progress(tmp_path, root):
     assert 'overlapping 16-px tiles' in result.info
 
 
+def test_exact_and_max_memory_reach_the_model(tmp_path, root):
+    exact = app.Models(device='cpu', root=root, exact=True).get('Deblurring')
+    assert exact.mode == 'exact' and exact.restorer.dtype is None and not exact.restorer.fast
+    # 50x30 RGB needs far more than 1e-6 GB of activations: the image goes in tiles.
+    small_budget = app.Models(device='cpu', root=root, max_memory=1e-6)
+    result = app.restore(write(tmp_path / 'a.png', rgb8(30, 50)), 'Deblurring', small_budget, str(tmp_path / 'o'))
+    assert 'tiles' in result.info
+    whole = app.restore(write(tmp_path / 'b.png', rgb8(30, 50)), 'Deblurring', app.Models(device='cpu', root=root),
+                        str(tmp_path / 'o'))
+    assert 'tiles' not in whole.info
+
+
 def test_bad_options_are_one_line_errors(capsys, monkeypatch):
     args = app.parse_args([])
     assert (args.host, args.port, args.share, args.weights) == ('127.0.0.1', app.DEFAULT_PORT, False, 'auto')
     with pytest.raises(app.AppError, match='tile size must be a positive multiple of 8'):
         app.Models(device='cpu', tile=12)
+    assert app.main(['--device', 'cpu', '--exact', '--precision', 'bf16']) == 2
+    assert '--exact means fp32 without --fast' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        app.parse_args(['--weights', 'some.pth'])  # the page looks up weights per task: auto, official, bundled
     monkeypatch.setitem(sys.modules, 'gradio', None)  # import now raises ImportError
     assert app.main(['--device', 'cpu']) == 2
     assert 'pip install -r requirements-app.txt' in capsys.readouterr().err

@@ -164,6 +164,27 @@ def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
     assert img.shape[:2] == ((6, 4) if orientation >= 5 else (4, 6))
 
 
+def test_png_size_and_orientation_come_from_the_header_without_decoding(tmp_path):
+    from conftest import png_header_only
+    import struct
+    import zlib
+    from PIL import Image
+    from utils.data_check import image_size
+    from utils.image_io import exif_orientation
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    raw = exif.tobytes()[6:]  # without the 'Exif\0\0' prefix: a PNG eXIf chunk holds the TIFF data
+    after = struct.pack('>I', len(raw)) + b'eXIf' + raw + struct.pack('>I', zlib.crc32(b'eXIf' + raw))
+    path = tmp_path / 'huge.png'
+    path.write_bytes(png_header_only(20000, 10000, after))  # 200 megapixels, above Pillow's bomb limit
+    assert image_size(str(path)) == (10000, 20000), 'orientation 6 behind IDAT: stored wide, shown tall'
+    assert exif_orientation(np.frombuffer(path.read_bytes(), np.uint8)) == 6
+    plain = tmp_path / 'plain.png'
+    plain.write_bytes(png_header_only(30, 20))
+    assert image_size(str(plain)) == (30, 20)
+    assert Image.MAX_IMAGE_PIXELS is not None, 'the bomb limit is restored afterwards'
+
+
 def test_rotated_jpeg_from_a_camera_is_restored_upright(tmp_path, weights):
     from PIL import Image
     # Stored 96 wide x 64 tall with orientation 6: viewers show it 64 wide x 96 tall.

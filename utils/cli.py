@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
+import torch
+
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
 from utils.checkpoint import build_model
@@ -28,8 +30,9 @@ from utils.tiling import check_tile_options
 from utils.weights import WEIGHT_CHOICES, resolve_weights
 
 __all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXIT_INTERRUPTED', 'task_type',
-           'add_inference_arguments', 'add_test_script_arguments', 'check_inference_arguments', 'load_restorer',
-           'refuse_existing', 'plan_outputs', 'check_writable', 'run_main']
+           'add_model_arguments', 'add_tiling_arguments', 'add_inference_arguments', 'add_test_script_arguments',
+           'check_inference_arguments', 'memory_budget', 'load_restorer', 'refuse_existing', 'plan_outputs',
+           'check_writable', 'run_main']
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_OVERLAP = 32
@@ -68,12 +71,11 @@ def task_type(name: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
-def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
-                            precision_default: str = 'fp32', tiling: bool = False,
-                            batching: bool = False) -> None:
-    """The options of every inference script. `tiling` adds --tile, --tile_overlap and --max_memory
-    (the demo); `batching` adds --batch_size (the benchmark test scripts)."""
-    parser.add_argument('--weights', default=weights_default, help=weights_help)
+def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
+                        precision_default: str = 'fp32', weights_choices: Optional[Sequence[str]] = None) -> None:
+    """Which weights and how to run them: --weights, --device, --precision, --fast, --exact (every
+    inference entry point: demo, test scripts, web page)."""
+    parser.add_argument('--weights', default=weights_default, choices=weights_choices, help=weights_help)
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
                         help='where to run: auto = CUDA when available, else CPU (default: %(default)s)')
     parser.add_argument('--precision', default=precision_default, choices=PRECISION_CHOICES,
@@ -86,19 +88,33 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: st
                              'another order (differences at float rounding)')
     parser.add_argument('--exact', action='store_true',
                         help='the exact path: fp32, published order (same as --precision fp32 without --fast)')
+
+
+def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
+    """--tile, --tile_overlap and --max_memory: how images too big for memory are split."""
+    parser.add_argument('--tile', type=int, default=None,
+                        help='restore in overlapping tiles of this many pixels (a multiple of 8, e.g. 512); '
+                             'default: whole images, tiles only when one would not fit in --max_memory')
+    parser.add_argument('--tile_overlap', type=int, default=DEFAULT_OVERLAP,
+                        help='minimum overlap of neighbouring tiles in pixels (default: %(default)s)')
+    parser.add_argument('--max_memory', type=float, default=None, metavar='GB',
+                        help='memory one image may use before it is restored in tiles (default: '
+                             f'{DEFAULT_CPU_MEMORY_GB:g} GB on the CPU; on a GPU 80%% of its free memory)')
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
+                            precision_default: str = 'fp32', tiling: bool = False,
+                            batching: bool = False) -> None:
+    """The options of the scripts that write result files: the model options, `tiling` adds the
+    tiling options (the demo), `batching` adds --batch_size (the benchmark test scripts), and
+    --overwrite / --skip_existing say what happens to results that exist."""
+    add_model_arguments(parser, weights_default, weights_help, precision_default)
     if batching:
         parser.add_argument('--batch_size', type=int, default=1,
                             help='images per forward pass; only images of the same size share a batch '
                                  '(default: %(default)s)')
     if tiling:
-        parser.add_argument('--tile', type=int, default=None,
-                            help='restore in overlapping tiles of this many pixels (a multiple of 8, e.g. 512); '
-                                 'default: whole images, tiles only when one would not fit in --max_memory')
-        parser.add_argument('--tile_overlap', type=int, default=DEFAULT_OVERLAP,
-                            help='minimum overlap of neighbouring tiles in pixels (default: %(default)s)')
-        parser.add_argument('--max_memory', type=float, default=None, metavar='GB',
-                            help='memory one image may use before it is restored in tiles (default: '
-                                 f'{DEFAULT_CPU_MEMORY_GB:g} GB on the CPU; on a GPU 80%% of its free memory)')
+        add_tiling_arguments(parser)
     parser.add_argument('--overwrite', action='store_true',
                         help='replace result files that already exist (otherwise the script stops before any work)')
     parser.add_argument('--skip_existing', action='store_true',
@@ -121,7 +137,7 @@ def add_test_script_arguments(parser: argparse.ArgumentParser, task: str, input_
 
 def check_inference_arguments(args: argparse.Namespace) -> None:
     """Option combinations, checked once before anything is loaded; UsageError names the option."""
-    if args.overwrite and args.skip_existing:
+    if getattr(args, 'overwrite', False) and getattr(args, 'skip_existing', False):
         raise UsageError('--overwrite and --skip_existing contradict each other: choose one')
     if args.exact and (args.fast or args.precision not in ('fp32', 'auto')):
         raise UsageError(f'--exact means fp32 without --fast; it cannot be combined with --precision '
@@ -139,6 +155,14 @@ def check_inference_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f'--max_memory must be a positive number of GB, got {args.max_memory}')
 
 
+def memory_budget(max_memory_gb: Optional[float], device: torch.device) -> Optional[int]:
+    """Bytes of activations one image may use before it goes in tiles: --max_memory if given, else
+    DEFAULT_CPU_MEMORY_GB on a CPU and None (the Restorer asks the GPU) elsewhere."""
+    if max_memory_gb is None and device.type != 'cpu':
+        return None
+    return int((max_memory_gb or DEFAULT_CPU_MEMORY_GB) * 2 ** 30)
+
+
 def load_restorer(task: str, args: argparse.Namespace, progress: Optional[Callable[[int, int], None]] = None
                   ) -> Tuple[Restorer, RunInfo]:
     """The model for `task` with the weights args.weights names (a path, or auto / official /
@@ -147,14 +171,9 @@ def load_restorer(task: str, args: argparse.Namespace, progress: Optional[Callab
     check_inference_arguments(args)
     weights, kind = resolve_weights(task, args.weights)
     device = resolve_device(args.device)
-    if args.exact:
-        precision, fast, why = 'fp32', False, 'exact'
-    else:
-        precision, fast, why = choose_precision(args.precision, args.fast, task, device)
+    precision, fast, why = choose_precision(args.precision, args.fast, task, device, exact=args.exact)
     tiling = hasattr(args, 'tile')
-    budget = None
-    if tiling and (args.max_memory is not None or device.type == 'cpu'):
-        budget = int((args.max_memory or DEFAULT_CPU_MEMORY_GB) * 2 ** 30)
+    budget = memory_budget(args.max_memory, device) if tiling else None
     model = build_model(task, weights)
     restorer = Restorer(model, device, precision=precision, fast=fast, tile=getattr(args, 'tile', None),
                         tile_overlap=getattr(args, 'tile_overlap', DEFAULT_OVERLAP), auto_tile=tiling,

@@ -9,6 +9,8 @@ very large sets.
 import os
 from typing import List, Optional, Sequence, Tuple
 
+from utils.image_io import open_header, orientation_of
+
 __all__ = ['DataCheckError', 'image_size', 'scan_pairs', 'scan_images']
 
 _LISTED = 5
@@ -21,11 +23,11 @@ class DataCheckError(ValueError):
 def image_size(path: str) -> Tuple[int, int]:
     """(width, height) of an image as utils.image_io.read_image will return it (EXIF orientation
     applied), from the header alone; ValueError when the header cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
     try:
-        with Image.open(path) as img:
+        with open_header(path) as img:
             width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
+            orientation = orientation_of(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f'cannot read the image header of {path}: {err}') from err
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

@@ -4,6 +4,7 @@ Images are handled as float32 RGB arrays of shape (H, W, 3) in [0, 1]; 8-bit
 files are divided by 255 and 16-bit files by 65535, so nothing is clipped
 to 8 bits on the way in.
 """
+import contextlib
 import io
 import os
 import warnings
@@ -17,7 +18,8 @@ from natsort import natsorted, ns
 from utils.atomic import write_atomically
 
 __all__ = ['IMAGE_EXTENSIONS', 'is_image_file', 'list_images', 'read_image', 'write_image',
-           'image_to_tensor', 'tensor_to_image', 'to_uint8', 'shrink_to_fit', 'load_mat_array', 'exif_orientation', 'apply_orientation']
+           'image_to_tensor', 'tensor_to_image', 'to_uint8', 'shrink_to_fit', 'load_mat_array',
+           'open_header', 'orientation_of', 'exif_orientation', 'apply_orientation']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _ORIENTATION_TAG = 0x0112
@@ -80,15 +82,63 @@ def read_image(path: str) -> Tuple[np.ndarray, int]:
     raise ValueError(f'{path}: unsupported pixel type {img.dtype}')
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _png_exif(stream) -> bytes:
+    """The eXIf chunk of a PNG stream (b'' if none), found by stepping over the chunks by their
+    lengths. Pillow's getexif() decodes the whole image to look behind IDAT, so every read_image
+    of a PNG decoded it twice (4 ms more for a 1280x720 photo, as much as OpenCV's decode)."""
+    stream.seek(len(_PNG_SIGNATURE))
+    while True:
+        head = stream.read(8)
+        if len(head) < 8:
+            return b''
+        length, kind = int.from_bytes(head[:4], 'big'), head[4:]
+        if kind == b'eXIf':
+            return stream.read(length)
+        if kind == b'IEND':
+            return b''
+        stream.seek(length + 4, io.SEEK_CUR)  # data and CRC
+
+
+def orientation_of(pil) -> int:
+    """The EXIF orientation tag (1-8) of an opened Pillow image, without decoding its pixels; 1
+    (upright) when absent or out of range."""
+    from PIL import Image
+    if pil.format == 'PNG':
+        exif = Image.Exif()
+        raw = _png_exif(pil.fp)
+        if raw:
+            exif.load(raw)
+    else:  # JPEG, TIFF and WebP carry EXIF in their headers, which open() has read
+        exif = pil.getexif()
+    value = exif.get(_ORIENTATION_TAG, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+@contextlib.contextmanager
+def open_header(source):
+    """Pillow's view of an image (a path or a binary stream) for its size, format and EXIF; no
+    pixels may be decoded through it. Pillow's decompression-bomb limit guards decoding, so it is
+    lifted here: otherwise a photo above 179 megapixels would raise instead of telling its size."""
+    from PIL import Image
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(source) as pil:
+            yield pil
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def exif_orientation(data: np.ndarray) -> int:
     """The EXIF orientation tag (1-8) of an encoded image's bytes; 1 (upright) when absent or unreadable."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
     try:
-        with Image.open(io.BytesIO(data.tobytes())) as pil:
-            value = pil.getexif().get(_ORIENTATION_TAG, 1)
+        with open_header(io.BytesIO(data.tobytes())) as pil:
+            return orientation_of(pil)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:

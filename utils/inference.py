@@ -46,14 +46,20 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def choose_precision(precision: str, fast: bool, task: str, device: torch.device) -> Tuple[str, bool, str]:
+def choose_precision(precision: str, fast: bool, task: str, device: torch.device,
+                     exact: bool = False) -> Tuple[str, bool, str]:
     """(precision, fast, description) for a --precision choice; 'auto' picks per device and task.
+
+    exact (--exact): fp32 in the published order, whatever `precision` and `fast` say (the CLI
+    refuses contradicting combinations before this).
 
     auto: bf16 autocast with the fast path on a GPU with bf16, or on a CPU with
     native bf16, for the tasks in AUTO_BF16_TASKS; fp32 with the fast path
     otherwise. fp16 on a CPU is refused: it is emulated there, about 100x slower.
     """
     device = torch.device(device)
+    if exact:
+        return 'fp32', False, 'exact'
     if precision == 'auto':
         if task in AUTO_BF16_TASKS and (
                 (device.type == 'cuda' and torch.cuda.is_bf16_supported())
