@@ -105,3 +105,14 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f'--{name} must be at least 1, got {value}')
+
+
+def print_report(text: str, out: Optional[str]) -> None:
+    """Print the report; with --out also write it there (atomically, saying whether it replaced a file)."""
+    import sys
+    from utils.atomic import write_atomically
+    if out:
+        replaced = os.path.exists(out)
+        write_atomically(out, lambda f: f.write(text.encode()))
+        print(f'{"replaced" if replaced else "wrote"} {out}', file=sys.stderr)
+    print(text)

@@ -49,7 +49,7 @@ from utils.checkpoint import build_model  # noqa: E402
 from utils.inference import Restorer, choose_precision, cpu_has_native_bf16, resolve_device  # noqa: E402
 from utils.padding import pad_to_multiple  # noqa: E402
 from benchmarks.common import (GIB, cpu_precision_description, device_description, fmt, parse_task,  # noqa: E402
-                               require_positive, timed_ms)
+                               print_report, require_positive, timed_ms)
 from benchmarks.published_reference import PublishedOrderMPRNet  # noqa: E402
 
 
@@ -570,13 +570,7 @@ def main(argv=None) -> List[Row]:
                                  x.shape[0], device))
 
     text = report(rows, args, device, weights, flops, allocator, notes)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        replaced = os.path.exists(args.out)
-        with open(args.out, 'w') as f:
-            f.write(text)
-        print(f'{"replaced" if replaced else "wrote"} {args.out}', file=sys.stderr)
-    print(text)
+    print_report(text, args.out)
     return rows
 
 

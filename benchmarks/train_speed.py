@@ -32,7 +32,8 @@ from MPRNet import PRESETS  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.engine import Trainer  # noqa: E402
 from utils.inference import OutOfMemoryError, resolve_device  # noqa: E402
-from benchmarks.common import GIB, device_description, fmt, parse_task, require_positive, timed_ms  # noqa: E402
+from benchmarks.common import (GIB, device_description, fmt, parse_task, print_report,  # noqa: E402
+                               require_positive, timed_ms)
 
 
 
@@ -213,13 +214,7 @@ def main(argv=None) -> List[Row]:
             progress.set_postfix_str(f'{row.task} {row.setting.name}')
             run_row(row, device, args.warmup, args.steps, args.repeats, progress)
     text = report(rows, args, device, notes)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        replaced = os.path.exists(args.out)
-        with open(args.out, 'w') as f:
-            f.write(text)
-        print(f'{"replaced" if replaced else "wrote"} {args.out}', file=sys.stderr)
-    print(text)
+    print_report(text, args.out)
     return rows
 
 
