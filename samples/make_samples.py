@@ -31,8 +31,8 @@ from utils.image_io import write_image  # noqa: E402
 SAMPLES = (
     ('Deblurring', 'blur_coffee', 'coffee', 'deblur', dict(max_size=25)),
     ('Deblurring', 'blur_motorcycle', 'motorcycle', 'deblur', dict(max_size=25)),
-    ('Deraining', 'rain_astronaut', 'astronaut', 'derain', dict()),
-    ('Deraining', 'rain_rocket', 'rocket', 'derain', dict()),
+    ('Deraining', 'rain_astronaut', 'astronaut', 'derain', dict(blend='screen')),
+    ('Deraining', 'rain_rocket', 'rocket', 'derain', dict(blend='screen')),
     ('Denoising', 'noise_chelsea', 'chelsea', 'denoise', dict(sigma=15, signal_dependent=True, peak=100,
                                                              jpeg_quality=0)),
     ('Denoising', 'noise_coffee', 'coffee', 'denoise', dict(sigma=25, signal_dependent=False, jpeg_quality=0)),

@@ -226,12 +226,32 @@ def test_screen_blend_closed_form():
     # Screen blend of a streak layer r over v: v + r (1 - v). On a constant image the layer is
     # recovered as (out - v) / (1 - v), must lie in [0, intensity], and white stays white.
     grey = np.full((48, 48, 3), 0.4, dtype=np.float32)
-    rainy = add_rain(grey, np.random.default_rng(3), intensity=0.6)
+    rainy = add_rain(grey, np.random.default_rng(3), intensity=0.6, blend='screen')
     layer = (rainy - 0.4) / 0.6
     assert layer.min() >= 0 and layer.max() <= 0.6 + 1e-5
     assert np.allclose(layer[..., 0], layer[..., 1]) and np.allclose(layer[..., 0], layer[..., 2])  # grey rain
     white = np.ones((48, 48, 3), dtype=np.float32)
-    assert np.array_equal(add_rain(white, np.random.default_rng(3)), white)
+    assert np.array_equal(add_rain(white, np.random.default_rng(3), blend='screen'), white)
+
+
+def test_over_blend_closed_form_and_the_draw_between_blends():
+    # 'over' composites v (1 - r) + c r: on a constant image v the layer is r = (out - v) / (c - v)
+    # in [0, intensity], the same in every channel; v above the grey c darkens, v below brightens.
+    for v, c in ((0.2, 0.8), (0.95, 0.75)):
+        flat = np.full((48, 48, 3), v, dtype=np.float32)
+        rainy = add_rain(flat, np.random.default_rng(4), intensity=0.6, blend='over', colour=c)
+        layer = (rainy - v) / (c - v)
+        assert layer.min() >= -1e-6 and layer.max() <= 0.6 + 1e-5
+        assert np.allclose(layer[..., 0], layer[..., 2]) and layer.max() > 0.3
+        assert (rainy >= flat).all() if c > v else (rainy <= flat).all()
+    # blend None draws 'over' with probability over_prob. On white, screen rain changes nothing and
+    # 'over' rain (grey c < 1) darkens every streak: 200 draws give 100 +- 7 (one sd) darkened.
+    white = np.ones((32, 32, 3), dtype=np.float32)
+    darkened = [bool((add_rain(white, np.random.default_rng(seed)) < 1).any()) for seed in range(200)]
+    assert 72 <= sum(darkened) <= 128  # 4 sd
+    assert not any((add_rain(white, np.random.default_rng(s), over_prob=0.0) < 1).any() for s in range(20))
+    with pytest.raises(ValueError, match="'over'"):
+        add_rain(white, np.random.default_rng(0), blend='multiply')
 
 
 # ----------------------------------------------------------------------------- bundled samples

@@ -200,29 +200,42 @@ def rain_layer(shape: Tuple[int, int], rng: np.random.Generator, density: float,
 
 def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float] = None,
              angle: Optional[float] = None, length: Optional[float] = None, width: Optional[float] = None,
-             intensity: Optional[float] = None, blend: str = 'screen') -> np.ndarray:
-    """Rain100L-style synthetic rain: sparse noise -> motion-blurred lines at one common angle
-    -> composited over the photo. Rain only brightens.
+             intensity: Optional[float] = None, blend: Optional[str] = None, over_prob: float = 0.5,
+             colour: Optional[float] = None) -> np.ndarray:
+    """Synthetic rain: sparse noise -> motion-blurred lines at one common angle -> composited over
+    the photo.
 
     Args:
         density: streaks per pixel; drawn from U(0.0005, 0.006) if None.
         angle: common streak angle in degrees from vertical; drawn from U(-30, 30) if None.
         length: streak length in pixels; drawn from U(8, 30) if None.
         width: streak width in pixels; drawn from U(1, 2.5) if None.
-        intensity: brightness of a saturated streak; drawn from U(0.3, 0.9) if None.
-        blend: 'screen' (img + r (1 - img), never past white) or 'add' (img + r, clipped).
+        intensity: brightness (or opacity) of a saturated streak; drawn from U(0.3, 0.9) if None.
+        blend: how the streak layer r meets the photo v:
+            'screen': v + r (1 - v), light added, never past white (Rain100L-style; only brightens);
+            'add': v + r, clipped;
+            'over': v (1 - r) + c r, semi-opaque streaks of a neutral grey c, which darken
+            whatever is brighter than c (rain against a bright sky);
+            None: 'over' with probability `over_prob`, else 'screen'.
+        colour: the grey level c of 'over' rain; drawn from U(0.7, 1.0) if None.
     """
     img = _check_image(img)
-    if blend not in ('screen', 'add'):
-        raise ValueError(f"blend must be 'screen' or 'add', got {blend!r}")
+    if blend is None:
+        blend = 'over' if rng.random() < over_prob else 'screen'
+    if blend not in ('screen', 'add', 'over'):
+        raise ValueError(f"blend must be 'screen', 'add' or 'over', got {blend!r}")
     density = _uniform(rng, density, (0.0005, 0.006))
     angle = _uniform(rng, angle, (-30.0, 30.0))
     length = _uniform(rng, length, (8.0, 30.0))
     width = _uniform(rng, width, (1.0, 2.5))
     intensity = _uniform(rng, intensity, (0.3, 0.9))
     rain = rain_layer(img.shape[:2], rng, density, angle, length, width, intensity)[:, :, None]
-    # Written as img + something >= 0, so rain never darkens a pixel, not even by rounding.
-    out = img + rain * (1 - img) if blend == 'screen' else img + rain
+    if blend == 'over':
+        grey = np.float32(_uniform(rng, colour, (0.7, 1.0)))
+        out = img * (1 - rain) + grey * rain
+    else:
+        # Written as img + something >= 0, so this rain never darkens a pixel, not even by rounding.
+        out = img + rain * (1 - img) if blend == 'screen' else img + rain
     return np.clip(out, 0, 1).astype(np.float32)
 
 

@@ -14,8 +14,8 @@ same phenomena, written separately, so the bundled weights' numbers
 - rain: individual streaks drawn as anti-aliased line segments, each with
   its own length, width, angle jitter around the common direction and
   opacity, softened by a small blur and alpha-blended towards a cold
-  rain colour: rain can darken bright pixels, which the training generator's
-  screen blend never does.
+  rain colour, so streaks are tinted (blue above red), where the training
+  generator's rain, screen-blended or composited over a grey, is neutral.
 - noise: additive white Gaussian noise of a fixed sigma (25/255 by default),
   the standard denoising benchmark setting.
 
