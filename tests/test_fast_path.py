@@ -255,3 +255,19 @@ def test_benchmark_size_parsing():
     for bad in ('1280', '12x4', 'axb'):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.parse_size(bad)
+
+
+def test_conv_ceiling_bounds_the_measured_speed_up():
+    """Convolution time is part of the forward's time, so for every fast path the share is at most
+    100% and the ceiling (published / bf16 convolution time) is at least the measured speed-up."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks', 'conv_ceiling.py')
+    spec = importlib.util.spec_from_file_location('conv_ceiling', path)
+    ceiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ceiling)
+    result = ceiling.measure('Deraining', 16, 24, repeats=1)
+    times, convs = result['times'], result['convs']
+    assert list(times) == ['published', 'exact', 'fp32 fast', 'bf16 fast']
+    for name, conv in convs.items():
+        assert 0 < conv <= times[name] * 1.05, name  # 5%: the profiled call is another call than the timed ones
+    text = ceiling.report('Deraining', '16x24', 1, result)
+    assert text.count('\n| ') == 5 and 'Ceiling of bf16 + fast' in text
