@@ -332,7 +332,8 @@ def build_page(models: Models, out_dir: str, max_megapixels: float = DEFAULT_MAX
     weights_lines = '\n'.join(f'- {line}' for line in models.status())
     with gr.Blocks(title='MPRNet: restore a photo', analytics_enabled=False) as page:
         gr.Markdown('## MPRNet: deblur, derain or denoise a photo\nEverything runs on this computer '
-                    f'({models.device}, {models.precision}); nothing is uploaded anywhere else.')
+                    f'({models.device}, {"exact fp32" if models.exact else models.precision + " precision"}); '
+                    'nothing is uploaded anywhere else.')
         with gr.Row():
             with gr.Column(scale=2):
                 file_in = gr.File(label='Image', type='filepath', file_types=list(IMAGE_EXTENSIONS),

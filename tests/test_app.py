@@ -6,7 +6,7 @@ and saves a screenshot (to MPRNET_APP_SCREENSHOT if set, else a temporary
 folder). MPRNET_APP_WEIGHTS_ROOT=. runs it with the repository's own weights
 instead, e.g. for the README's screenshot:
 
-    MPRNET_APP_WEIGHTS_ROOT=. MPRNET_APP_SCREENSHOT=docs/images/app.png \\
+    MPRNET_APP_WEIGHTS_ROOT=. MPRNET_APP_SCREENSHOT=docs/images/app.png MPRNET_APP_SAMPLE=rain_astronaut \\
         python -m pytest -q tests/test_app.py -k browser
 """
 import os
@@ -257,7 +257,10 @@ def test_browser_restores_and_downloads_a_sample(tmp_path):
     os.environ.setdefault('SE_OFFLINE', 'true')  # Selenium Manager must not fetch drivers
     root = os.environ.get('MPRNET_APP_WEIGHTS_ROOT') or make_root(tmp_path / 'root')
     shot = os.environ.get('MPRNET_APP_SCREENSHOT') or str(tmp_path / 'app.png')
-    sample, task = app.sample_examples()[0]
+    examples = app.sample_examples()
+    wanted = os.environ.get('MPRNET_APP_SAMPLE')  # e.g. rain_astronaut, for the README's screenshot
+    sample, task = next((e for e in examples if os.path.basename(e[0]).startswith(wanted)), examples[0]) \
+        if wanted else examples[0]
     port, log, downloads = free_port(), str(tmp_path / 'app.log'), str(tmp_path / 'downloads')
     os.makedirs(downloads)
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
