@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from MPRNet import PRESETS  # noqa: E402
 from utils import metrics  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
+from utils.atomic import write_atomically  # noqa: E402
 from utils.checkpoint import build_model  # noqa: E402
 from utils.degradations_heldout import blur, gaussian_noise, spline_kernel, streak_rain  # noqa: E402
 from utils.image_io import list_images, read_image, shrink_to_fit, to_uint8  # noqa: E402
@@ -215,8 +216,7 @@ def main(argv=None) -> int:
     text = markdown(results, len(photos), args.max_side, args.seed, weights)
     print(text)
     if args.out:
-        with open(args.out, 'w') as f:
-            f.write(text)
+        write_atomically(args.out, lambda f: f.write(text.encode()))
     return 0
 
 
