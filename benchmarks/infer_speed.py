@@ -10,8 +10,8 @@ path (max absolute difference and PSNR). The table is printed last and
 written as markdown with --out.
 
 On the CPU, `published` (benchmarks/published_reference.py: the published
-order of operations and allocations) and `exact-system-malloc` run in a
-second process with MPRNET_ALLOCATOR=system, i.e. glibc's default malloc as
+order of operations and allocations) and `exact-system-malloc` run each in a
+fresh process of their own with MPRNET_ALLOCATOR=system, i.e. glibc's default malloc as
 the published code gets it; the other rows run in this process after
 utils.allocator.keep_freed_memory(), as the project's entry points do.
 
@@ -60,7 +60,7 @@ class Variant:
     `precision` 'auto' is the demo's choice (utils.inference.choose_precision): bf16 autocast
     where the device runs it natively (a GPU with bf16, a CPU with avx512_bf16 or amx_bf16),
     else fp32. `published_order` runs the published code's order of operations
-    (PublishedOrderMPRNet). `system_malloc` rows run, on the CPU, in a second process under
+    (PublishedOrderMPRNet). `system_malloc` rows run, on the CPU, in a fresh process each under
     glibc's default allocator.
     """
     name: str            # command-line name
@@ -334,12 +334,22 @@ def _child_environment() -> Dict[str, str]:
 
 def measure_in_system_malloc_process(variants: List[Variant], task: str, model: MPRNet, x: torch.Tensor,
                                      device: torch.device, warmup: int, repeats: int) -> Dict[str, Measured]:
-    """measure() each variant, in order, in a fresh Python process that runs glibc's default malloc
-    (mallopt settings cannot be undone in this process). Same weights, input and thread count."""
+    """measure() each variant in its own fresh Python process that runs glibc's default malloc
+    (mallopt settings cannot be undone in this process). Same weights, input and thread count.
+
+    One process per variant: under the default malloc the heap a previous variant left behind
+    changes the next one's page faults, and two variants timed one after the other in one
+    process differed by up to 15% depending on which went first.
+    """
+    return {v.name: _measure_in_fresh_process(v, task, model, x, device, warmup, repeats) for v in variants}
+
+
+def _measure_in_fresh_process(variant: Variant, task: str, model: MPRNet, x: torch.Tensor, device: torch.device,
+                              warmup: int, repeats: int) -> Measured:
     with tempfile.TemporaryDirectory(prefix='mprnet_bench_') as tmp:
         request, answer = os.path.join(tmp, 'request.pt'), os.path.join(tmp, 'answer.pt')
         torch.save({'task': task, 'config': dict(model.config), 'state_dict': model.state_dict(), 'input': x,
-                    'variants': [v.name for v in variants], 'device': str(device), 'warmup': warmup,
+                    'variants': [variant.name], 'device': str(device), 'warmup': warmup,
                     'repeats': repeats, 'threads': torch.get_num_threads()}, request)
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--worker', request, answer],
                               env=_child_environment(), capture_output=True, text=True)
@@ -349,8 +359,8 @@ def measure_in_system_malloc_process(variants: List[Variant], task: str, model: 
         results = torch.load(answer, weights_only=True)
     if results['allocator'] != 'off':
         raise RuntimeError(f"the default-allocator process ran with allocator state {results['allocator']!r}")
-    return {name: Measured(r['out'], r['times_ms'], r['peak_gib'], r['error'])
-            for name, r in results['rows'].items()}
+    r = results['rows'][variant.name]
+    return Measured(r['out'], r['times_ms'], r['peak_gib'], r['error'])
 
 
 def worker_main(request_path: str, answer_path: str) -> None:
@@ -415,8 +425,8 @@ def report(rows: List[Row], args, device: torch.device, weights: Dict[str, str],
         head += [
             f'- CPU features (read from /proc/cpuinfo and asked of oneDNN): {cpu_precision_description()}',
             f'- Allocator: this process ran utils.allocator.keep_freed_memory() -> {allocator!r}; the rows '
-            'published and exact (default allocator) ran in a second process with MPRNET_ALLOCATOR=system '
-            'and no MALLOC_* variables: glibc\'s default malloc.',
+            'published and exact (default allocator) ran each in a fresh process with '
+            'MPRNET_ALLOCATOR=system and no MALLOC_* variables: glibc\'s default malloc.',
         ]
     head += [
         f'- PyTorch {torch.__version__}, Python {platform.python_version()}, '
@@ -531,7 +541,7 @@ def main(argv=None) -> List[Row]:
     if not on_cuda and allocator != 'kept':
         notes.append(f'keep_freed_memory() returned {allocator!r}: the in-process rows did not run with the '
                      'project\'s allocator settings')
-    # On the CPU, rows under glibc's default malloc run first, together, in a second process.
+    # On the CPU, rows under glibc's default malloc run first, each in a fresh process.
     separate = [v for v in variants if v.system_malloc and not on_cuda]
     here = [v for v in variants if v not in separate]
 
