@@ -53,22 +53,16 @@ def measure(task: str, height: int, width: int, repeats: int) -> Dict[str, float
     torch.manual_seed(0)
     model = MPRNet.for_task(task).eval()
     x = torch.rand(1, 3, height, width)
-    published = PublishedOrderMPRNet.like(model).eval()
     cpu = torch.device('cpu')
-    # Each Restorer gets its own copy: the fast path switches its model to channels-last and batching.
-    paths = {'published': lambda: _no_grad(published, x),
+    # All four through a Restorer (pad, forward, crop, clamp), as infer_speed.py times them; each on
+    # its own copy, since the fast path switches its model to channels-last and batched patches.
+    paths = {'published': Restorer(PublishedOrderMPRNet.like(model), cpu),
              'exact': Restorer(copy.deepcopy(model), cpu),
              'fp32 fast': Restorer(copy.deepcopy(model), cpu, fast=True),
              'bf16 fast': Restorer(copy.deepcopy(model), cpu, precision='bf16', fast=True)}
-    times = {name: median_ms(lambda f=f: f(x) if isinstance(f, Restorer) else f(), repeats)
-             for name, f in paths.items()}
-    convs = {name: conv_ms(lambda f=paths[name]: f(x)) for name in ('fp32 fast', 'bf16 fast')}
+    times = {name: median_ms(lambda r=r: r(x), repeats) for name, r in paths.items()}
+    convs = {name: conv_ms(lambda r=paths[name]: r(x)) for name in ('fp32 fast', 'bf16 fast')}
     return {'times': times, 'convs': convs}
-
-
-def _no_grad(model: torch.nn.Module, x: torch.Tensor):
-    with torch.no_grad():
-        return model(x)
 
 
 def report(task: str, size: str, threads: int, result: Dict) -> str:

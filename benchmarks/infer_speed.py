@@ -349,7 +349,7 @@ def _measure_in_fresh_process(variant: Variant, task: str, model: MPRNet, x: tor
     with tempfile.TemporaryDirectory(prefix='mprnet_bench_') as tmp:
         request, answer = os.path.join(tmp, 'request.pt'), os.path.join(tmp, 'answer.pt')
         torch.save({'task': task, 'config': dict(model.config), 'state_dict': model.state_dict(), 'input': x,
-                    'variants': [variant.name], 'device': str(device), 'warmup': warmup,
+                    'variant': variant.name, 'device': str(device), 'warmup': warmup,
                     'repeats': repeats, 'threads': torch.get_num_threads()}, request)
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--worker', request, answer],
                               env=_child_environment(), capture_output=True, text=True)
@@ -359,25 +359,22 @@ def _measure_in_fresh_process(variant: Variant, task: str, model: MPRNet, x: tor
         results = torch.load(answer, weights_only=True)
     if results['allocator'] != 'off':
         raise RuntimeError(f"the default-allocator process ran with allocator state {results['allocator']!r}")
-    r = results['rows'][variant.name]
+    r = results['row']
     return Measured(r['out'], r['times_ms'], r['peak_gib'], r['error'])
 
 
 def worker_main(request_path: str, answer_path: str) -> None:
-    """The second process's side of measure_in_system_malloc_process."""
+    """The fresh process's side of _measure_in_fresh_process: one variant, then exit."""
     state = keep_freed_memory()  # 'off': MPRNET_ALLOCATOR=system is set by the parent
     request = torch.load(request_path, weights_only=True)
     torch.set_num_threads(request['threads'])
     model = MPRNet(**request['config']).eval()
     model.load_state_dict(request['state_dict'], strict=True)
-    device = torch.device(request['device'])
-    rows = {}
-    for name in request['variants']:
-        m = measure(VARIANT_BY_NAME[name], request['task'], model, request['input'], device, request['warmup'],
-                    request['repeats'])
-        rows[name] = {'out': m.out, 'times_ms': m.times_ms, 'peak_gib': m.peak_gib, 'error': m.error}
-        _release_freed_memory()
-    torch.save({'allocator': state, 'rows': rows}, answer_path)
+    m = measure(VARIANT_BY_NAME[request['variant']], request['task'], model, request['input'],
+                torch.device(request['device']), request['warmup'], request['repeats'])
+    torch.save({'allocator': state,
+                'row': {'out': m.out, 'times_ms': m.times_ms, 'peak_gib': m.peak_gib, 'error': m.error}},
+               answer_path)
 
 
 # ---------------------------------------------------------------- the table
