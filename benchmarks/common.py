@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from MPRNet import canonical_task
+from utils.inference import cpu_flags
 
 GIB = 2 ** 30
 
@@ -57,18 +58,6 @@ def cpu_name() -> str:
 
 # /proc/cpuinfo flags that decide how fast reduced precision runs on a CPU.
 CPU_PRECISION_FLAGS = ('avx512f', 'avx512_bf16', 'amx_bf16', 'avx512_fp16', 'amx_fp16')
-
-
-def cpu_flags() -> Optional[set]:
-    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where it cannot be read."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return None
 
 
 def onednn_native(precision: str) -> bool:

@@ -80,11 +80,6 @@ def split_of(name: str, val_fraction: float, test_fraction: float = 0.0) -> str:
     return 'test' if position < val_fraction + test_fraction else 'train'
 
 
-def downscale(img: np.ndarray, max_side: int) -> np.ndarray:
-    """(H, W, 3) shrunk with area interpolation so that max(H, W) <= max_side (utils.image_io.shrink_to_fit)."""
-    return shrink_to_fit(img, max_side)
-
-
 def thumbnail(img: np.ndarray) -> np.ndarray:
     return cv2.resize(img, (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
 
@@ -224,7 +219,7 @@ def prepare(sources: List[Source], out: str, max_side: int, val_fraction: float,
         except (ValueError, FileNotFoundError, cv2.error) as err:
             summary.failed.append(f'{path}: {err}')
             continue
-        img = downscale(img, max_side)
+        img = shrink_to_fit(img, max_side)
         if img.std() < FLAT_THRESHOLD:
             summary.no_photo.append(f'{name} (flat: standard deviation {img.std():.3f})')
             continue

@@ -258,9 +258,8 @@ def test_browser_restores_and_downloads_a_sample(tmp_path):
     root = os.environ.get('MPRNET_APP_WEIGHTS_ROOT') or make_root(tmp_path / 'root')
     shot = os.environ.get('MPRNET_APP_SCREENSHOT') or str(tmp_path / 'app.png')
     examples = app.sample_examples()
-    wanted = os.environ.get('MPRNET_APP_SAMPLE')  # e.g. rain_astronaut, for the README's screenshot
-    sample, task = next((e for e in examples if os.path.basename(e[0]).startswith(wanted)), examples[0]) \
-        if wanted else examples[0]
+    wanted = os.environ.get('MPRNET_APP_SAMPLE', '')  # e.g. rain_astronaut, for the README's screenshot
+    sample, task = next((e for e in examples if os.path.basename(e[0]).startswith(wanted)), examples[0])
     port, log, downloads = free_port(), str(tmp_path / 'app.log'), str(tmp_path / 'downloads')
     os.makedirs(downloads)
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')

@@ -229,8 +229,8 @@ def test_split_is_deterministic_nested_and_about_the_fraction():
         split_of('x', 1.5)
 
 
-def test_downscale_uses_area_averaging():
-    downscale = load_prepare_photos().downscale
+def test_photos_are_shrunk_by_area_averaging():
+    from utils.image_io import shrink_to_fit as downscale  # what scripts/prepare_photos.py shrinks with
     checker = (np.indices((201, 300)).sum(axis=0) % 2).astype(np.float32)
     img = np.repeat(checker[:, :, None], 3, axis=2)
     small = downscale(img, 100)

@@ -7,7 +7,7 @@ that reproduces the published numbers. ``tile`` / ``auto_tile`` run large
 images in overlapping tiles (``utils.tiling``) so memory follows the tile size.
 """
 import contextlib
-from typing import Callable, Optional, Tuple
+from typing import Callable, FrozenSet, Optional, Tuple
 
 import torch
 
@@ -15,7 +15,7 @@ from utils import tiling
 from utils.padding import crop_to, pad_to_multiple
 
 __all__ = ['Restorer', 'resolve_device', 'PRECISIONS', 'PRECISION_CHOICES', 'AUTO_BF16_TASKS', 'choose_precision',
-           'cpu_has_native_bf16', 'OutOfMemoryError']
+           'cpu_flags', 'cpu_has_native_bf16', 'OutOfMemoryError']
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 PRECISION_CHOICES = ('auto',) + tuple(PRECISIONS)
@@ -29,21 +29,25 @@ MEMORY_FRACTION = 0.8
 MIN_AUTO_TILE = 64
 
 
+def cpu_flags() -> Optional[FrozenSet[str]]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where it cannot be read."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return frozenset(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), read from /proc/cpuinfo.
 
     Without it bf16 autocast is emulated and slower than fp32; where the flags
     cannot be read (not Linux) the answer is False, which keeps fp32.
     """
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
-                    return bool(flags & {'avx512_bf16', 'amx_bf16'})
-    except OSError:
-        pass
-    return False
+    return bool((cpu_flags() or frozenset()) & {'avx512_bf16', 'amx_bf16'})
 
 
 def choose_precision(precision: str, fast: bool, task: str, device: torch.device,
