@@ -287,3 +287,67 @@ def test_prepare_writes_a_fixed_disjoint_split(tmp_path):
     pp.prepare([source], str(out), max_side=64, val_fraction=0.9)
     train, val = set(os.listdir(out / 'train')), set(os.listdir(out / 'val'))
     assert not train & val and len(train | val) == len(expected)
+
+
+def test_reserved_packages_are_never_a_source():
+    pp = load_prepare_photos()
+    assert set(pp.RESERVED_PACKAGES) == {'opencv-doc', 'plasma-workspace-wallpapers'}
+    assert not set(pp.RESERVED_PACKAGES) & set(pp.DEBIAN_PACKAGES)
+    for package in pp.RESERVED_PACKAGES:
+        # Refused before anything is downloaded: the work folder stays empty.
+        with pytest.raises(pp.ReservedPackageError, match=f'{package} is reserved'):
+            pp.debian_source(package, os.devnull)
+        with pytest.raises(SystemExit):
+            pp.parse_args(['--packages', 'mate-backgrounds', package])
+
+
+def test_held_out_source_goes_whole_to_its_own_split(tmp_path):
+    pp = load_prepare_photos()
+    assert pp.HELD_OUT_SOURCES and set(pp.HELD_OUT_SOURCES) <= set(pp.DEBIAN_PACKAGES)
+    rng = np.random.default_rng(1)
+    sources = []
+    for origin, held_out in (('seen', False), ('unseen', True)):
+        pictures = []
+        for i in range(30):
+            path = tmp_path / origin / f'{i}.png'
+            write_rgb(path, rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+            pictures.append((f'{origin}__{i}', str(path)))
+        sources.append(pp.Source(origin, pictures=pictures, held_out=held_out))
+    out = tmp_path / 'out'
+    pp.prepare(sources, str(out), max_side=64, val_fraction=0.2, test_fraction=0.2)
+    by_split = {split: {f.split('__')[0] for f in os.listdir(out / split)} for split in pp.SPLITS}
+    assert by_split['test_source'] == {'unseen'} and len(os.listdir(out / 'test_source')) == 30
+    for split in ('train', 'val', 'test'):
+        assert by_split[split] == {'seen'}, split
+
+
+def test_tiles_cover_the_picture_exactly_once():
+    pp = load_prepare_photos()
+    # 1000 = 2 runs of 500 at tile 384; 383 < 384 stays whole; 1152 = 3 runs of exactly 384.
+    assert pp.tile_grid(1000, 384) == [(0, 500), (500, 1000)]
+    assert pp.tile_grid(383, 384) == [(0, 383)]
+    assert pp.tile_grid(1152, 384) == [(0, 384), (384, 768), (768, 1152)]
+    img = np.arange(700 * 1000 * 1, dtype=np.float32).reshape(700, 1000, 1)
+    tiles = pp.tiles_of(img, 300)  # 700 -> 2 rows of 350, 1000 -> 3 columns of 333/334/333
+    assert len(tiles) == 6 and [t.shape[:2] for t in tiles[:3]] == [(350, 333), (350, 334), (350, 333)]
+    values = np.concatenate([t.ravel() for t in tiles])
+    assert values.size == img.size and np.array_equal(np.sort(values), img.ravel())
+
+
+def test_drawing_test_tells_flat_art_from_a_photo():
+    pp = load_prepare_photos()
+    # A cartoon: three flat colours. A photo stand-in: a smooth gradient plus grain, hundreds of colours.
+    cartoon = np.zeros((64, 64, 3), np.float32)
+    cartoon[:, :20] = (0.9, 0.5, 0.1)
+    cartoon[:, 20:40] = (0.1, 0.1, 0.1)
+    assert pp.looks_drawn(cartoon)
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, 64, dtype=np.float32)
+    photo = np.clip(np.stack([ramp[None, :] * np.ones((64, 1)), ramp[:, None] * np.ones((1, 64)),
+                              np.full((64, 64), 0.5)], axis=2) + rng.normal(0, 0.03, (64, 64, 3)), 0, 1)
+    assert not pp.looks_drawn(photo.astype(np.float32))
+    # Only visible pixels count: the photo cut out over a transparent background is still a photo.
+    alpha = np.zeros((64, 64), np.float32)
+    alpha[16:48, 16:48] = 1
+    assert not pp.looks_drawn(photo * alpha[:, :, None], alpha)
+    assert pp.looks_drawn(photo * alpha[:, :, None])  # with its black surround counted, it looks drawn
