@@ -242,7 +242,8 @@ def test_gaussian_kernel_second_moment_is_its_covariance():
     kernel = gaussian_kernel(3.0, 1.5, 30.0, 15).astype(np.float64)
     ys, xs = np.mgrid[-15:16, -15:16]
     c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
-    expected = np.array([[9 * c * c + 2.25 * s * s, (9 - 2.25) * c * s], [(9 - 2.25) * c * s, 9 * s * s + 2.25 * c * c]])
+    expected = np.array([[9 * c * c + 2.25 * s * s, (9 - 2.25) * c * s],
+                         [(9 - 2.25) * c * s, 9 * s * s + 2.25 * c * c]])
     measured = np.array([[(kernel * xs * xs).sum(), (kernel * xs * ys).sum()],
                          [(kernel * xs * ys).sum(), (kernel * ys * ys).sum()]])
     assert np.allclose(measured, expected, rtol=0.01, atol=0.01)
