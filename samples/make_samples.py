@@ -29,10 +29,10 @@ from utils.image_io import write_image  # noqa: E402
 # (task folder, file name, skimage.data photograph, degradation, fixed parameters; the rest are
 # drawn from the seed)
 SAMPLES = (
-    ('Deblurring', 'blur_coffee', 'coffee', 'deblur', dict(max_size=25)),
-    ('Deblurring', 'blur_motorcycle', 'motorcycle', 'deblur', dict(max_size=25)),
-    ('Deraining', 'rain_astronaut', 'astronaut', 'derain', dict(blend='screen')),
-    ('Deraining', 'rain_rocket', 'rocket', 'derain', dict(blend='screen')),
+    ('Deblurring', 'blur_coffee', 'coffee', 'deblur', dict(max_size=25, family='classic')),
+    ('Deblurring', 'blur_motorcycle', 'motorcycle', 'deblur', dict(max_size=25, family='classic')),
+    ('Deraining', 'rain_astronaut', 'astronaut', 'derain', dict(blend='screen', classic=True)),
+    ('Deraining', 'rain_rocket', 'rocket', 'derain', dict(blend='screen', classic=True)),
     ('Denoising', 'noise_chelsea', 'chelsea', 'denoise', dict(sigma=15, signal_dependent=True, peak=100,
                                                              jpeg_quality=0)),
     ('Denoising', 'noise_coffee', 'coffee', 'denoise', dict(sigma=25, signal_dependent=False, jpeg_quality=0)),

@@ -14,7 +14,11 @@ saved to 8 bits as a user's file would be, and restored by:
 - the bundled model in exact fp32 and in the demo's default precision.
 
 Scores are MATLAB-style PSNR and SSIM on 8-bit RGB (utils.metrics), means
-over the photos. Also timed: one 1280x720 photo in the demo's default mode.
+over the photos. Deblurring degrades every photo three times, once per blur
+extent bucket (BLUR_BUCKETS: up to 9, 10-19 and 20-31 px, the extent drawn
+within the bucket and the kernel family drawn from the held-out generator's
+spline / defocus / linear, deterministic by photo name), and also reports
+PSNR per bucket. Also timed: one 1280x720 photo in the demo's default mode.
 
     pip install bm3d            # for the CBM3D row (optional; skipped with a note if absent)
     python scripts/evaluate_synthetic.py --out pretrained_models/synthetic/EVALUATION.md
@@ -27,7 +31,7 @@ import statistics
 import sys
 import time
 import zlib
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -39,7 +43,7 @@ from utils import metrics  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
 from utils.atomic import write_atomically  # noqa: E402
 from utils.checkpoint import build_model  # noqa: E402
-from utils.degradations_heldout import blur, gaussian_noise, spline_kernel, streak_rain  # noqa: E402
+from utils.degradations_heldout import blur, extent_kernel, gaussian_noise, streak_rain  # noqa: E402
 from utils.image_io import list_images, read_image, shrink_to_fit, to_uint8  # noqa: E402
 from utils.inference import Restorer, choose_precision  # noqa: E402
 from utils.weights import resolve_weights  # noqa: E402
@@ -49,17 +53,34 @@ NOISE_SIGMA = 25.0
 NLM_H = (6, 9, 12, 15, 18, 21)
 RL_ITERATIONS = (1, 2, 5, 10, 20, 40)
 MEDIAN_SIZES = (3, 5, 7)
+BLUR_BUCKETS = ((3, 9), (10, 19), (20, 31))  # blur extent ranges in px (support_extent), inclusive
 Scores = List[Tuple[float, float]]
 
 
-def degrade(clean: np.ndarray, task: str, rng: np.random.Generator) -> Tuple[np.ndarray, dict]:
-    """(8-bit-valued degraded float image, what a baseline may know: the kernel or sigma)."""
+def degrade(clean: np.ndarray, task: str, rng: np.random.Generator,
+            extent: Optional[int] = None) -> Tuple[np.ndarray, dict]:
+    """(8-bit-valued degraded float image, what a baseline may know: the kernel or sigma);
+    Deblurring needs the blur `extent` in px."""
     if task == 'Deblurring':
-        kernel = spline_kernel(rng)
+        kernel = extent_kernel(rng, extent)
         return to_uint8(blur(clean, rng, kernel=kernel)) / 255.0, {'kernel': kernel}
     if task == 'Deraining':
         return to_uint8(streak_rain(clean, rng)) / 255.0, {}
     return to_uint8(gaussian_noise(clean, rng, NOISE_SIGMA)) / 255.0, {'sigma': NOISE_SIGMA}
+
+
+def cases(task: str, photos: List[Tuple[str, np.ndarray]], seed: int):
+    """(name, clean, degraded, known, bucket label or None) for each degradation of each photo:
+    one per photo, or for Deblurring one per blur bucket, each seeded by the photo's name."""
+    for name, clean in photos:
+        base = [seed, zlib.crc32(name.encode()), zlib.crc32(task.encode())]
+        if task != 'Deblurring':
+            yield (name, clean, *degrade(clean, task, np.random.default_rng(base)), None)
+            continue
+        for index, (low, high) in enumerate(BLUR_BUCKETS):
+            rng = np.random.default_rng(base + [index])
+            extent = int(rng.integers(low, high + 1))
+            yield (f'{name} (extent {extent})', clean, *degrade(clean, task, rng, extent), f'{low}-{high} px')
 
 
 def score(result: np.ndarray, clean8: np.ndarray) -> Tuple[float, float]:
@@ -132,10 +153,9 @@ def evaluate_task(task: str, photos: List[Tuple[str, np.ndarray]], weights: str,
     tuned: Dict[str, Dict] = {name: {p: [] for p in grid} for name, (grid, _) in grids.items()}
     rows['bundled model, fp32 exact'] = []
     rows[f'bundled model, demo default ({mode})'] = []
-    agreement = []
-    for name, clean in photos:
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode()), zlib.crc32(task.encode())])
-        degraded, known = degrade(clean, task, rng)
+    agreement, buckets = [], []
+    for name, clean, degraded, known, bucket in cases(task, photos, seed):
+        buckets.append(bucket)
         clean8 = to_uint8(clean)
         rows['degraded input'].append(score(degraded, clean8))
         for row, (grid, fn) in grids.items():
@@ -156,13 +176,19 @@ def evaluate_task(task: str, photos: List[Tuple[str, np.ndarray]], weights: str,
                                   and not r.startswith('bundled')] + \
             ['bundled model, fp32 exact', f'bundled model, demo default ({mode})']
     seconds = time_photo(default, photos[0][1], time_repeats) if time_repeats else None
+    # PSNR means per blur bucket, each baseline at the parameter tuned over all buckets.
+    by_bucket = [(label, buckets.count(label),
+                  [statistics.fmean(p for (p, _), b in zip(rows[r], buckets) if b == label) for r in order])
+                 for label in dict.fromkeys(b for b in buckets if b is not None)]
     return {'rows': [(r, *mean_scores(rows[r])) for r in order], 'mode': mode,
-            'default_vs_fp32_db': min(agreement), 'seconds_720p': seconds}
+            'default_vs_fp32_db': min(agreement), 'seconds_720p': seconds,
+            'bucket_rows': order, 'buckets': by_bucket}
 
 
 def markdown(results: Dict[str, dict], count: int, max_side: int, seed: int, weights: Dict[str, str]) -> str:
     lines = ['# Bundled compact models on held-out photos', '',
-             f'{count} photos of the test split (never trained on), longest side {max_side} px, degraded by '
+             f'{count} photos of the test split (never trained on), longest side {max_side} px (Deblurring: '
+             f'each at {len(BLUR_BUCKETS)} blur extents), degraded by '
              f'`utils/degradations_heldout.py` (seed {seed}); MATLAB-style PSNR (dB) / SSIM on 8-bit RGB, '
              'means over the photos. Baselines get an oracle\'s help: the true kernel or sigma, and the '
              'parameter after the colon tuned on these same photos.', '',
@@ -170,6 +196,13 @@ def markdown(results: Dict[str, dict], count: int, max_side: int, seed: int, wei
     for task, result in results.items():
         lines += [f'## {task}', '', f'Weights: `{weights[task]}`', '', '| method | PSNR | SSIM |', '|---|---:|---:|']
         lines += [f'| {row} | {p:.2f} | {s:.4f} |' for row, p, s in result['rows']]
+        if result['buckets']:
+            lines += ['', 'PSNR (dB) by blur extent (side of the box of kernel pixels >= 1% of the peak; one '
+                      'draw per photo and bucket, the rows above are the means over all of them):', '',
+                      '| extent | draws | ' + ' | '.join(result['bucket_rows']) + ' |',
+                      '|---|---:|' + '---:|' * len(result['bucket_rows'])]
+            lines += [f'| {label} | {count} | ' + ' | '.join(f'{p:.2f}' for p in psnrs) + ' |'
+                      for label, count, psnrs in result['buckets']]
         extra = f'Demo default ({result["mode"]}) against fp32 exact: at least {result["default_vs_fp32_db"]:.1f} ' \
                 'dB PSNR on every photo.'
         if result['seconds_720p'] is not None:

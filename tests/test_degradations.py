@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from utils.degradations import (KINDS, add_noise, add_rain, blind_noise, convolve, degrade, jpeg_roundtrip,
-                                motion_blur, motion_kernel, rain_layer, shake_trajectory, streak_kernel)
+from utils.degradations import (BLUR_FAMILY_PROBS, EXTENT_RANGE, KINDS, LENGTH_RANGE, add_noise, add_rain,
+                                blind_noise, blur_kernel, convolve, degrade, disk_kernel, gaussian_kernel,
+                                jpeg_roundtrip, kernel_extent, motion_blur, motion_kernel, rain_layer,
+                                shake_trajectory, streak_kernel)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -191,6 +193,75 @@ def test_blur_noise_and_jpeg_only_add_error():
     assert 0.1 < np.abs(full - plain).mean() * 255 < 6  # a little noise and compression, not a new image
 
 
+def bounding_side(kernel, fraction=0.01):
+    """The test's own reading of the documented extent: larger side of the box of pixels >= 1% of the peak."""
+    ys, xs = np.nonzero(kernel >= fraction * kernel.max())
+    return max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+
+
+@pytest.mark.parametrize('family', list(BLUR_FAMILY_PROBS) + ['classic'])
+def test_each_blur_family_is_seeded(family):
+    first = blur_kernel(np.random.default_rng(11), family)
+    assert np.array_equal(first, blur_kernel(np.random.default_rng(11), family))
+    other = blur_kernel(np.random.default_rng(12), family)
+    assert first.shape != other.shape or not np.array_equal(first, other)
+
+
+def test_drawn_blur_extents_spread_evenly_over_the_range():
+    extents = []
+    for seed in range(300):
+        kernel = blur_kernel(np.random.default_rng(seed))
+        assert kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1 and kernel.shape[0] <= 31
+        assert kernel.min() >= 0 and kernel.sum() == pytest.approx(1.0, abs=1e-5)
+        assert kernel_extent(kernel) == bounding_side(kernel)
+        extents.append(kernel_extent(kernel))
+    extents = np.array(extents)
+    assert extents.min() <= 5 and extents.max() >= 28
+    # Uniform over 3..31 puts 1/3 in each third (binomial sd 2.7%); 20-47% allows the per-family
+    # rounding (disks and Gaussians have odd extents) and the shake paths shrunk to fit 31x31.
+    low, high = EXTENT_RANGE
+    thirds = np.histogram(extents, bins=[low, low + (high - low) / 3, low + 2 * (high - low) / 3, high + 1])[0]
+    assert thirds.sum() == 300 and all(0.20 * 300 <= n <= 0.47 * 300 for n in thirds), thirds
+
+
+@pytest.mark.parametrize('radius', [1, 2, 5, 15])
+def test_disk_of_radius_r_has_extent_2r_plus_1(radius):
+    disk = disk_kernel(radius)
+    assert kernel_extent(disk) == 2 * radius + 1 == bounding_side(disk)
+    assert disk.min() >= 0 and disk.sum() == pytest.approx(1.0, abs=1e-6)
+    # Its second moment is that of a uniform disk integrated over pixels, r^2 / 4 + 1/12 per axis (the
+    # 1/12 of a one-pixel box); the linear rim coverage is a rough area estimate below r = 3 (+20% at r = 1).
+    if radius >= 3:
+        ys, xs = np.mgrid[0:disk.shape[0], 0:disk.shape[1]] - radius
+        assert float((disk * xs ** 2).sum()) == pytest.approx(radius ** 2 / 4 + 1 / 12, rel=0.02)
+
+
+def test_gaussian_kernel_second_moment_is_its_covariance():
+    # sigma 3 along 30 degrees, 1.5 across: covariance R diag(9, 2.25) R^T; the box (+-15 px, 5 sigma)
+    # cuts nothing that matters, and sampling a Gaussian of sigma >= 1 at pixel centres keeps its variance.
+    kernel = gaussian_kernel(3.0, 1.5, 30.0, 15).astype(np.float64)
+    ys, xs = np.mgrid[-15:16, -15:16]
+    c, s = math.cos(math.radians(30)), math.sin(math.radians(30))
+    expected = np.array([[9 * c * c + 2.25 * s * s, (9 - 2.25) * c * s],
+                         [(9 - 2.25) * c * s, 9 * s * s + 2.25 * c * c]])
+    measured = np.array([[(kernel * xs * xs).sum(), (kernel * xs * ys).sum()],
+                         [(kernel * xs * ys).sum(), (kernel * ys * ys).sum()]])
+    assert np.allclose(measured, expected, rtol=0.01, atol=0.01)
+    assert abs((kernel * xs).sum()) < 1e-9 and abs((kernel * ys).sum()) < 1e-9  # centred
+
+
+@pytest.mark.parametrize('family', list(BLUR_FAMILY_PROBS))
+@pytest.mark.parametrize('extent', [5, 15, 27])
+def test_asked_extent_is_what_the_kernel_gets(family, extent):
+    # Defocus and Gaussian kernels are centred and symmetric, so odd asked extents are met exactly.
+    # Shake paths: within two pixels (the bilinear fringe, a small disk or Gaussian on top), and a
+    # long path whose centroid is off its middle is shrunk to fit 31x31 (up to 6 px at 27).
+    got = [kernel_extent(blur_kernel(np.random.default_rng(seed), family, extent)) for seed in range(10)]
+    below = (2 if extent < 20 else 6) if family == 'shake' else 0
+    above = 2 if family == 'shake' else 0
+    assert all(extent - below <= g <= extent + above for g in got), got
+
+
 # ----------------------------------------------------------------------------- rain
 
 def test_streak_kernel_is_a_line_of_the_asked_direction():
@@ -216,7 +287,9 @@ def test_rain_layer_runs_along_one_direction():
 @pytest.mark.parametrize('blend', ['screen', 'add'])
 def test_rain_only_brightens(blend):
     clean = photo_like(64, 80)
-    rainy = add_rain(clean, np.random.default_rng(2), blend=blend)
+    # A mid-range density: the drawn range now reaches rain so light that a 64x80 image may hold
+    # no streak at all (see test_rain_density_spans_light_to_heavy), which says nothing about the blend.
+    rainy = add_rain(clean, np.random.default_rng(2), blend=blend, density=0.003)
     assert np.all(rainy >= clean)
     changed = np.mean(np.any(rainy > clean + 1 / 255, axis=2))
     assert 0.02 < changed < 0.7  # streaks, not a veil over everything
@@ -246,12 +319,76 @@ def test_over_blend_closed_form_and_the_draw_between_blends():
         assert (rainy >= flat).all() if c > v else (rainy <= flat).all()
     # blend None draws 'over' with probability over_prob. On white, screen rain changes nothing and
     # 'over' rain (grey c < 1) darkens every streak: 200 draws give 100 +- 7 (one sd) darkened.
+    # The density is fixed at 0.01 streaks per pixel, ~10 seeds in 32x32, so that every 'over' draw
+    # holds a streak (none with probability e^-10); the lightest drawn rain could leave it empty.
     white = np.ones((32, 32, 3), dtype=np.float32)
-    darkened = [bool((add_rain(white, np.random.default_rng(seed)) < 1).any()) for seed in range(200)]
+    darkened = [bool((add_rain(white, np.random.default_rng(seed), density=0.01) < 1).any()) for seed in range(200)]
     assert 72 <= sum(darkened) <= 128  # 4 sd
     assert not any((add_rain(white, np.random.default_rng(s), over_prob=0.0) < 1).any() for s in range(20))
     with pytest.raises(ValueError, match="'over'"):
         add_rain(white, np.random.default_rng(0), blend='multiply')
+
+
+def test_additive_rain_adds_its_layer_and_clips():
+    # O = clip(B + R): on black the output is the layer itself, the same in every channel; on a
+    # constant v the same draw gives exactly clip(v + R); on white nothing changes.
+    black = np.zeros((64, 64, 3), dtype=np.float32)
+    layer = add_rain(black, np.random.default_rng(5), blend='add', density=0.004)
+    assert layer.max() > 0.2 and np.array_equal(layer[..., 0], layer[..., 2])
+    grey = np.full_like(black, 0.5)
+    assert np.allclose(add_rain(grey, np.random.default_rng(5), blend='add', density=0.004),
+                       np.clip(0.5 + layer, 0, 1), atol=1e-6)
+    white = np.ones_like(black)
+    assert np.array_equal(add_rain(white, np.random.default_rng(5), blend='add'), white)
+
+
+@pytest.mark.parametrize('blend', ['screen', 'add', 'over'])
+def test_each_rain_mode_is_seeded(blend):
+    img = photo_like(48, 48)
+    first = add_rain(img, np.random.default_rng(21), blend=blend, density=0.004)
+    assert np.array_equal(first, add_rain(img, np.random.default_rng(21), blend=blend, density=0.004))
+    assert not np.array_equal(first, add_rain(img, np.random.default_rng(22), blend=blend, density=0.004))
+
+
+def streak_lengths(layer, floor=0.02):
+    """Length of each isolated streak (connected component not touching the border) of a (H, W) layer:
+    a uniform segment of length L has variance L^2 / 12 along itself, so L = sqrt(12 lambda_max)
+    of its intensity-weighted second moments."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((layer > floor).astype(np.uint8), connectivity=8)
+    h, w = layer.shape
+    lengths = []
+    for i in range(1, count):
+        x, y, bw, bh = stats[i, :4]
+        if x == 0 or y == 0 or x + bw == w or y + bh == h:
+            continue
+        m = cv2.moments(np.where(labels == i, layer, 0).astype(np.float32))
+        cov = np.array([[m['mu20'], m['mu11']], [m['mu11'], m['mu02']]]) / m['m00']
+        lengths.append(math.sqrt(12 * np.linalg.eigvalsh(cov)[1]))
+    return lengths
+
+
+def test_single_streaks_are_as_long_as_stated():
+    # ~2 streaks on 256x256, so components are single streaks; each sub-layer's streaks are 0.6-1 times
+    # the common length drawn from LENGTH_RANGE (8-60 px); +-2 px for the anti-aliased ends and the blur.
+    black = np.zeros((256, 256, 3), dtype=np.float32)
+    lengths = []
+    for seed in range(40):
+        rain = add_rain(black, np.random.default_rng(seed), blend='add', density=3e-5, intensity=1.0, width=1.0)
+        lengths += streak_lengths(rain[..., 0])
+    assert len(lengths) >= 40
+    assert 0.6 * LENGTH_RANGE[0] - 2 <= min(lengths) and max(lengths) <= LENGTH_RANGE[1] + 2
+    assert min(lengths) <= 12 and max(lengths) >= 45  # both ends of the range are drawn
+
+
+def test_rain_density_spans_light_to_heavy():
+    # Coverage (share of pixels the rain lifts above 0.05 on black) over the same 80 seeds: the new
+    # draws reach both lighter and heavier rain than the classic ones (density 0.0005-0.006, 8-30 px).
+    black = np.zeros((128, 128, 3), dtype=np.float32)
+    coverage = lambda classic: [float(np.mean(add_rain(black, np.random.default_rng(s), blend='add',
+                                                       classic=classic)[..., 0] > 0.05)) for s in range(80)]
+    new, classic = coverage(False), coverage(True)
+    assert min(new) < 0.02 and max(new) > 0.3
+    assert min(new) < min(classic) and max(new) > max(classic)
 
 
 # ----------------------------------------------------------------------------- bundled samples

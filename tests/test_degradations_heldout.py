@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from utils.degradations import add_rain, motion_kernel
-from utils.degradations_heldout import KINDS, degrade_heldout, gaussian_noise, spline_kernel, streak_rain
+from utils.degradations_heldout import (EXTENT_FAMILIES, KINDS, defocus_kernel, degrade_heldout, extent_kernel,
+                                        gaussian_noise, linear_kernel, spline_kernel, streak_rain)
+import utils.degradations_heldout as heldout_module
 
 
 def photo_like(h=48, w=64, seed=0):
@@ -64,3 +66,42 @@ def test_gaussian_noise_has_the_asked_sigma():
     clean = np.full((128, 128, 3), 0.5, dtype=np.float32)
     noisy = gaussian_noise(clean, np.random.default_rng(0), sigma=25)
     assert 255 * float(np.std(noisy - clean)) == pytest.approx(25, rel=0.02)
+
+
+def bounding_side(kernel, fraction=0.01):
+    """The test's own reading of the extent: larger side of the box of pixels >= 1% of the peak."""
+    ys, xs = np.nonzero(kernel >= fraction * kernel.max())
+    return max(ys.max() - ys.min(), xs.max() - xs.min()) + 1
+
+
+@pytest.mark.parametrize('family', EXTENT_FAMILIES)
+def test_explicit_extent_kernels_have_the_asked_extent(family):
+    for extent in (3, 4, 9, 10, 19, 20, 25, 31):
+        for seed in range(3):
+            kernel = extent_kernel(np.random.default_rng(seed), extent, family)
+            assert kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1 and kernel.shape[0] <= 33
+            assert kernel.min() >= 0 and kernel.sum() == pytest.approx(1.0, abs=1e-5)
+            assert abs(bounding_side(kernel) - extent) <= 1, (family, extent, seed)
+    first = extent_kernel(np.random.default_rng(1), 15, family)
+    assert np.array_equal(first, extent_kernel(np.random.default_rng(1), 15, family))
+    if family != 'defocus':  # a disk of a given extent has no random shape
+        assert not np.array_equal(first, extent_kernel(np.random.default_rng(2), 15, family))
+
+
+def test_linear_motion_is_a_uniform_segment():
+    # Horizontal, extent 11: a path 10 px long between the end pixels' centres, all in the middle row;
+    # each of the 9 inner pixels holds 1 px of it (1/10 of the light, within 6% for the binning),
+    # the two end pixels half a pixel each.
+    kernel = linear_kernel(11, 0.0)
+    middle = kernel.shape[0] // 2
+    assert kernel[middle].sum() == pytest.approx(1.0, abs=1e-6)
+    assert np.allclose(kernel[middle, middle - 4:middle + 5], 1 / 10, rtol=0.06)
+    # Diagonal: the bounding box, not the length, is the extent: the path is sqrt(2) longer.
+    assert bounding_side(linear_kernel(11, 45.0)) in (10, 11, 12)
+    # A defocus disk of extent 2r + 1 is the disk of radius r: its row through the centre spans 2r + 1.
+    assert bounding_side(defocus_kernel(9)) == 9
+
+
+def test_held_out_generator_imports_nothing_from_the_training_one():
+    source = open(heldout_module.__file__).read()
+    assert 'from utils.degradations import' not in source and 'import utils.degradations\n' not in source

@@ -10,7 +10,10 @@ same phenomena, written separately, so the bundled weights' numbers
   and convolved with a defocus disk of radius 1-2 px; then Gaussian noise of
   sigma 1/255 and no JPEG. Every kernel therefore spreads at least r^2/4 px^2
   in every direction (the disk's covariance), where the training generator's
-  near-straight paths are about one pixel thin.
+  near-straight paths are about one pixel thin. For reporting by blur extent
+  (``extent_kernel``) there are also a defocus-only disk and a straight
+  linear motion, each of an extent the caller names: the side of the bounding
+  box of the pixels holding at least 1% of the kernel's peak (``support_extent``).
 - rain: individual streaks drawn as anti-aliased line segments, each with
   its own length, width, angle jitter around the common direction and
   opacity, softened by a small blur and alpha-blended towards a cold
@@ -29,11 +32,13 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-from utils.degradations import convolve
+from scipy.signal import fftconvolve
 
-__all__ = ['KINDS', 'spline_kernel', 'blur', 'streak_rain', 'gaussian_noise', 'degrade_heldout']
+__all__ = ['KINDS', 'EXTENT_FAMILIES', 'support_extent', 'spline_kernel', 'defocus_kernel', 'linear_kernel',
+           'extent_kernel', 'blur', 'streak_rain', 'gaussian_noise', 'degrade_heldout']
 
 KINDS = ('deblur', 'derain', 'denoise')
+EXTENT_FAMILIES = ('spline', 'defocus', 'linear')  # what extent_kernel draws from, equally often
 RAIN_COLOUR = np.array([0.82, 0.86, 0.92], dtype=np.float32)  # cold, slightly blue white
 
 
@@ -60,23 +65,17 @@ def _disk(radius: float) -> np.ndarray:
     return disk / disk.sum()
 
 
-def spline_kernel(rng: np.random.Generator, max_size: int = 31, extent: Optional[float] = None,
-                  defocus: Optional[float] = None) -> np.ndarray:
-    """Blur kernel (k, k), k odd <= max_size, summing to 1: a spline camera path, splatted, defocused.
+def support_extent(kernel: np.ndarray) -> int:
+    """Blur extent in px: the larger side of the box around the pixels at >= 1% of the peak."""
+    strong = np.argwhere(kernel >= 0.01 * kernel.max())
+    return int((strong.max(axis=0) - strong.min(axis=0)).max()) + 1
 
-    extent: the path's largest distance from its centre in px (drawn U(2, 12) if None);
-    defocus: disk radius in px (drawn U(1, 2) if None).
-    """
-    extent = float(rng.uniform(2.0, 12.0)) if extent is None else float(extent)
-    defocus = float(rng.uniform(1.0, 2.0)) if defocus is None else float(defocus)
-    controls = rng.normal(0.0, 1.0, (int(rng.integers(3, 6)), 2)).cumsum(axis=0)
-    path = _catmull_rom(controls)
-    path -= path.mean(axis=0)
-    path *= extent / max(np.abs(path).max(), 1e-9)
-    half = min(math.ceil(extent + defocus + 2), (max_size - 1) // 2)
-    size = 2 * half + 1
-    coords = np.arange(size) - half
-    # Gaussian splats of sigma 0.5 px along the path: every sample gets the same weight.
+
+def _splatted_path(path: np.ndarray, defocus: float, max_size: int) -> np.ndarray:
+    """A centred path (n, 2) as Gaussian splats (sigma 0.5 px, equal weights) convolved with a disk."""
+    reach = float(np.abs(path).max())
+    half = min(math.ceil(reach + defocus + 2), (max_size - 1) // 2)
+    coords = np.arange(2 * half + 1) - half
     gx = np.exp(-0.5 * ((coords[None, :] - path[:, :1]) / 0.5) ** 2)
     gy = np.exp(-0.5 * ((coords[None, :] - path[:, 1:]) / 0.5) ** 2)
     kernel = gy.T @ gx
@@ -84,12 +83,89 @@ def spline_kernel(rng: np.random.Generator, max_size: int = 31, extent: Optional
     return (kernel / kernel.sum()).astype(np.float32)
 
 
+def spline_kernel(rng: np.random.Generator, max_size: int = 31, reach: Optional[float] = None,
+                  defocus: Optional[float] = None, extent: Optional[int] = None) -> np.ndarray:
+    """Blur kernel (k, k), k odd <= max_size, summing to 1: a spline camera path, splatted, defocused.
+
+    reach: the path's largest distance from its centre in px (drawn U(2, 12) if None);
+    defocus: disk radius in px (drawn U(1, 2) if None, at most (extent - 3) / 4 when extent is given);
+    extent: if given, the path is rescaled (up to six times, by the measured miss) until the
+    kernel's ``support_extent`` is `extent` (3..max_size) within a pixel; `reach` is then ignored.
+    """
+    reach = float(rng.uniform(2.0, 12.0)) if reach is None else float(reach)
+    defocus = float(rng.uniform(1.0, 2.0)) if defocus is None else float(defocus)
+    controls = rng.normal(0.0, 1.0, (int(rng.integers(3, 6)), 2)).cumsum(axis=0)
+    path = _catmull_rom(controls)
+    path -= path.mean(axis=0)
+    unit = path / max(np.abs(path).max(), 1e-9)
+    if extent is None:
+        return _splatted_path(unit * reach, defocus, max_size)
+    # Small extents leave room for only a small disk beside the path.
+    defocus = min(defocus, max(0.5, (extent - 3) / 4))
+    side = float(np.ptp(unit, axis=0).max())
+    scale = max(extent - 2 * defocus - 3, 0.5) / side
+    for _ in range(6):
+        kernel = _splatted_path(unit * scale, defocus, max_size)
+        miss = extent - support_extent(kernel)
+        if abs(miss) <= 1:
+            break
+        scale = max(scale + miss / side, 0.1)
+    return kernel
+
+
+def defocus_kernel(extent: int) -> np.ndarray:
+    """Defocus disk of radius (extent - 1) / 2 px: extent odd gives exactly that support_extent,
+    even one pixel less (a centred disk has an odd support)."""
+    return _disk(max((extent - 1) / 2, 0.5)).astype(np.float32)
+
+
+def linear_kernel(extent: int, angle: float) -> np.ndarray:
+    """Straight uniform motion at `angle` degrees whose bounding box side is `extent` px.
+
+    The segment, long enough that its larger projection spans extent - 1 px between the centres
+    of its end pixels, is sampled 2,000 times and binned on an 8x finer grid, then averaged
+    back to pixels (area sampling, unlike the splats of the spline paths)."""
+    theta = math.radians(angle)
+    length = (extent - 1) / max(abs(math.cos(theta)), abs(math.sin(theta)))
+    half = (extent - 1) // 2 + 1
+    size, fine = 2 * half + 1, 8
+    t = np.linspace(-0.5, 0.5, 2000)
+    # Fine-grid bin of each sample; the pixel centre (0, 0) sits in the middle of the middle pixel.
+    fx = np.floor((t * length * math.cos(theta) + half + 0.5) * fine).astype(int)
+    fy = np.floor((-t * length * math.sin(theta) + half + 0.5) * fine).astype(int)
+    grid = np.zeros((size * fine, size * fine))
+    np.add.at(grid, (np.clip(fy, 0, size * fine - 1), np.clip(fx, 0, size * fine - 1)), 1.0)
+    kernel = grid.reshape(size, fine, size, fine).sum(axis=(1, 3))
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def extent_kernel(rng: np.random.Generator, extent: int, family: Optional[str] = None) -> np.ndarray:
+    """A held-out blur kernel (k, k), k odd <= 33, summing to 1, of ``support_extent`` `extent`
+    (3..31, within a pixel): a family of EXTENT_FAMILIES (drawn if None), its shape from `rng`."""
+    family = EXTENT_FAMILIES[int(rng.integers(len(EXTENT_FAMILIES)))] if family is None else family
+    if family == 'defocus':
+        return defocus_kernel(extent)
+    if family == 'linear':
+        return linear_kernel(extent, float(rng.uniform(0.0, 180.0)))
+    if family == 'spline':
+        # 33x33 leaves the splats' faint fringe room beyond a 31 px support.
+        return spline_kernel(rng, max_size=33, extent=extent)
+    raise ValueError(f"family must be one of {', '.join(EXTENT_FAMILIES)}, got {family!r}")
+
+
+def _convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Each channel convolved with `kernel` by FFT, on the image mirrored about its edge pixels."""
+    ky, kx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    padded = np.pad(img, ((ky, ky), (kx, kx), (0, 0)), mode='reflect')
+    return np.stack([fftconvolve(padded[:, :, c], kernel, mode='valid') for c in range(img.shape[2])], axis=-1)
+
+
 def blur(img: np.ndarray, rng: np.random.Generator, kernel: Optional[np.ndarray] = None,
          noise_sigma: float = 1.0) -> np.ndarray:
     """Blur with a ``spline_kernel`` (or `kernel`), then add Gaussian noise of `noise_sigma`/255."""
     if kernel is None:
         kernel = spline_kernel(rng)
-    out = convolve(np.asarray(img, dtype=np.float32), kernel)
+    out = _convolve(np.asarray(img, dtype=np.float32), kernel).astype(np.float32)
     out = out + rng.standard_normal(out.shape, dtype=np.float32) * np.float32(noise_sigma / 255)
     return np.clip(out, 0, 1).astype(np.float32)
 
