@@ -21,7 +21,21 @@ spline / defocus / linear, deterministic by photo name), and also reports
 PSNR per bucket. Also timed: one 1280x720 photo in the demo's default mode.
 
     pip install bm3d            # for the CBM3D row (optional; skipped with a note if absent)
-    python scripts/evaluate_synthetic.py --out pretrained_models/synthetic/EVALUATION.md
+    python scripts/evaluate_synthetic.py --photos Datasets/photos/test Datasets/photos/test_source \
+        --out pretrained_models/synthetic/EVALUATION.md
+
+Several --photos folders are judged one after the other, each in its own
+table (test/: the hash split of the training sources; test_source/: a whole
+source never trained on).
+
+A learning curve: ``--checkpoints`` judges training checkpoints of one task
+(model_epoch_*.pth) instead of the bundled weights, the model in exact fp32
+only, and tabulates PSNR against the CPU-hours each had cost (the
+checkpoint's ``cpu_seconds``):
+
+    python scripts/evaluate_synthetic.py --tasks Deblurring --limit 24 --max_side 384 \
+        --photos Datasets/photos/test Datasets/photos/test_source \
+        --checkpoints ~/runs/Deblurring/models/varied_ft128/model_epoch_*.pth
 """
 import argparse
 import importlib.util
@@ -42,7 +56,7 @@ from MPRNet import PRESETS  # noqa: E402
 from utils import metrics  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
 from utils.atomic import write_atomically  # noqa: E402
-from utils.checkpoint import build_model  # noqa: E402
+from utils.checkpoint import build_model, load_checkpoint_file  # noqa: E402
 from utils.degradations_heldout import blur, extent_kernel, gaussian_noise, streak_rain  # noqa: E402
 from utils.image_io import list_images, read_image, shrink_to_fit, to_uint8  # noqa: E402
 from utils.inference import Restorer, choose_precision  # noqa: E402
@@ -185,16 +199,17 @@ def evaluate_task(task: str, photos: List[Tuple[str, np.ndarray]], weights: str,
             'bucket_rows': order, 'buckets': by_bucket}
 
 
-def markdown(results: Dict[str, dict], count: int, max_side: int, seed: int, weights: Dict[str, str]) -> str:
+def markdown(results: Dict[Tuple[str, str], dict], counts: Dict[str, int], max_side: int, seed: int,
+             weights: Dict[str, str], command: str) -> str:
+    """The tables of every (folder, task) in `results`, one section per folder."""
     lines = ['# Bundled compact models on held-out photos', '',
-             f'{count} photos of the test split (never trained on), longest side {max_side} px (Deblurring: '
-             f'each at {len(BLUR_BUCKETS)} blur extents), degraded by '
-             f'`utils/degradations_heldout.py` (seed {seed}); MATLAB-style PSNR (dB) / SSIM on 8-bit RGB, '
-             'means over the photos. Baselines get an oracle\'s help: the true kernel or sigma, and the '
-             'parameter after the colon tuned on these same photos.', '',
-             f'Command: `python scripts/evaluate_synthetic.py --max_side {max_side} --seed {seed}`', '']
-    for task, result in results.items():
-        lines += [f'## {task}', '', f'Weights: `{weights[task]}`', '', '| method | PSNR | SSIM |', '|---|---:|---:|']
+             f'Photos never trained on, longest side {max_side} px (Deblurring: each at {len(BLUR_BUCKETS)} blur '
+             f'extents), degraded by `utils/degradations_heldout.py` (seed {seed}); MATLAB-style PSNR (dB) / SSIM '
+             'on 8-bit RGB, means over the photos. Baselines get an oracle\'s help: the true kernel or sigma, and '
+             'the parameter after the colon tuned on these same photos.', '', f'Command: `{command}`', '']
+    for (folder, task), result in results.items():
+        lines += [f'## {task} on {folder} ({counts[folder]} photos)', '', f'Weights: `{weights[task]}`', '',
+                  '| method | PSNR | SSIM |', '|---|---:|---:|']
         lines += [f'| {row} | {p:.2f} | {s:.4f} |' for row, p, s in result['rows']]
         if result['buckets']:
             lines += ['', 'PSNR (dB) by blur extent (side of the box of kernel pixels >= 1% of the peak; one '
@@ -211,10 +226,60 @@ def markdown(results: Dict[str, dict], count: int, max_side: int, seed: int, wei
     return '\n'.join(lines)
 
 
+def checkpoint_cpu_hours(path: str) -> Tuple[int, Optional[float]]:
+    """(epoch, CPU-hours of training so far) recorded in a training checkpoint (None if not recorded)."""
+    ckpt = load_checkpoint_file(path)
+    seconds = ckpt.get('cpu_seconds') if isinstance(ckpt, dict) else None
+    epoch = ckpt.get('epoch', -1) if isinstance(ckpt, dict) else -1
+    return int(epoch), (None if seconds is None else float(seconds) / 3600)
+
+
+def learning_curve(task: str, folders: Dict[str, List[Tuple[str, np.ndarray]]], checkpoints: Sequence[str],
+                   seed: int) -> List[str]:
+    """Markdown table: per checkpoint (in training order), the fp32 model's mean PSNR on each photo
+    folder (and, for Deblurring, per blur bucket on all folders together), the degraded input first."""
+    device = torch.device('cpu')
+    prepared = {folder: list(cases(task, photos, seed)) for folder, photos in folders.items()}
+    labels = [label for label in dict.fromkeys(c[4] for cs in prepared.values() for c in cs) if label is not None]
+    header = ['checkpoint', 'epoch', 'CPU-h'] + [f'{folder} PSNR' for folder in folders] + \
+        [f'extent {label}' for label in labels]
+    table = ['| ' + ' | '.join(header) + ' |', '|---|' + '---:|' * (len(header) - 1)]
+
+    def row(name: str, epoch: str, hours: str, fn: Callable[[np.ndarray], np.ndarray]) -> str:
+        scores = {folder: [(score(fn(c[2]), to_uint8(c[1]))[0], c[4]) for c in cs] for folder, cs in prepared.items()}
+        everything = [s for folder_scores in scores.values() for s in folder_scores]
+        cells = [f'{statistics.fmean(p for p, _ in scores[f]):.2f}' for f in folders]
+        cells += [f'{statistics.fmean(p for p, b in everything if b == label):.2f}' for label in labels]
+        print(f'  {name}: ' + ', '.join(cells), flush=True)
+        return f'| {name} | {epoch} | {hours} | ' + ' | '.join(cells) + ' |'
+
+    table.append(row('degraded input', '-', '-', lambda x: x))
+    ordered = sorted(checkpoints, key=lambda path: checkpoint_cpu_hours(path)[0])
+    for path in ordered:
+        epoch, hours = checkpoint_cpu_hours(path)
+        restorer = Restorer(build_model(task, path), device)
+        table.append(row(os.path.basename(path), str(epoch), '-' if hours is None else f'{hours:.2f}',
+                         lambda x: restore(restorer, x)))
+    return table
+
+
+def evenly_spaced(paths: List[str], limit: Optional[int]) -> List[str]:
+    """At most `limit` of `paths`, spread evenly over the sorted list (all of them if None)."""
+    if limit is None or len(paths) <= limit:
+        return paths
+    return [paths[round(i * (len(paths) - 1) / (limit - 1))] if limit > 1 else paths[0] for i in range(limit)]
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--photos', default='Datasets/photos/test',
-                   help='clean held-out photos (scripts/prepare_photos.py writes them) (default: %(default)s)')
+    p.add_argument('--photos', nargs='+', default=['Datasets/photos/test'],
+                   help='folders of clean held-out photos (scripts/prepare_photos.py writes test/ and '
+                        'test_source/), each judged in its own table (default: %(default)s)')
+    p.add_argument('--limit', type=int, default=None,
+                   help='judge at most this many photos of each folder, evenly spread by name (default: all)')
+    p.add_argument('--checkpoints', nargs='+', default=None,
+                   help='learning curve: judge these training checkpoints of the one task in --tasks '
+                        '(fp32, no baselines) against the CPU-hours each had cost')
     p.add_argument('--tasks', nargs='+', default=list(PRESETS), choices=list(PRESETS), help='tasks to judge')
     p.add_argument('--weights', default='bundled',
                    help="bundled (default), official, or auto: which weights of each task to judge")
@@ -229,24 +294,41 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        print(f'error: --limit must be at least 1, got {args.limit}', file=sys.stderr)
+        return 2
+    if args.checkpoints and len(args.tasks) != 1:
+        print('error: --checkpoints needs exactly one task in --tasks (the checkpoints\' task)', file=sys.stderr)
+        return 2
     keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
-    have_bm3d = importlib.util.find_spec('bm3d') is not None
-    if not have_bm3d:
-        print('note: the bm3d package is not installed, so there is no CBM3D row (pip install bm3d)',
-              file=sys.stderr)
-    paths = list_images(args.photos)
-    if not paths:
-        print(f'error: no photos in {args.photos}; run scripts/prepare_photos.py first', file=sys.stderr)
-        return 2
-    photos = [(os.path.splitext(os.path.basename(p))[0], shrink_to_fit(read_image(p)[0], args.max_side)) for p in paths]
-    results, weights = {}, {}
-    for task in args.tasks:
-        weights[task] = os.path.relpath(resolve_weights(task, args.weights)[0])
-        print(f'{task}: {len(photos)} photos, weights {weights[task]}', flush=True)
-        results[task] = evaluate_task(task, photos, weights[task], args.seed, have_bm3d, args.time_repeats)
-    text = markdown(results, len(photos), args.max_side, args.seed, weights)
+    folders: Dict[str, List[Tuple[str, np.ndarray]]] = {}
+    for folder in args.photos:
+        paths = evenly_spaced(list_images(folder) if os.path.isdir(folder) else [], args.limit)
+        if not paths:
+            print(f'error: no photos in {folder}; run scripts/prepare_photos.py first', file=sys.stderr)
+            return 2
+        folders[os.path.basename(os.path.normpath(folder))] = [
+            (os.path.splitext(os.path.basename(p))[0], shrink_to_fit(read_image(p)[0], args.max_side)) for p in paths]
+    command = 'python scripts/evaluate_synthetic.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    if args.checkpoints:
+        task = args.tasks[0]
+        table = learning_curve(task, folders, args.checkpoints, args.seed)
+        text = '\n'.join([f'# Learning curve: {task}', '', f'Command: `{command}`', ''] + table + [''])
+    else:
+        have_bm3d = importlib.util.find_spec('bm3d') is not None
+        if not have_bm3d:
+            print('note: the bm3d package is not installed, so there is no CBM3D row (pip install bm3d)',
+                  file=sys.stderr)
+        results, weights = {}, {}
+        for folder, photos in folders.items():
+            for task in args.tasks:
+                weights[task] = os.path.relpath(resolve_weights(task, args.weights)[0])
+                print(f'{task} on {folder}: {len(photos)} photos, weights {weights[task]}', flush=True)
+                results[folder, task] = evaluate_task(task, photos, weights[task], args.seed, have_bm3d,
+                                                      args.time_repeats)
+        text = markdown(results, {f: len(p) for f, p in folders.items()}, args.max_side, args.seed, weights, command)
     print(text)
     if args.out:
         write_atomically(args.out, lambda f: f.write(text.encode()))

@@ -205,6 +205,8 @@ def test_kill_and_resume_equals_an_uninterrupted_run(data_root, tmp_path, monkey
     monkeypatch.undo()
     latest = os.path.join(models_dir(tmp_path, 'Denoising', 'killed'), 'model_latest.pth')
     assert torch.load(latest, weights_only=True)['epoch'] == 2
+    cpu_before = torch.load(latest, weights_only=True)['cpu_seconds']
+    assert cpu_before > 0
 
     with pytest.raises(FileExistsError, match='TRAINING.RESUME True'):
         fit(cfg, 'cpu')  # a fresh start would overwrite the session
@@ -220,6 +222,9 @@ def test_kill_and_resume_equals_an_uninterrupted_run(data_root, tmp_path, monkey
         assert torch.equal(value, final['resumed']['state_dict'][key]), key
     adam = [final[n]['optimizer']['state'] for n in ('straight', 'resumed')]
     assert all(torch.equal(adam[0][i]['exp_avg_sq'], adam[1][i]['exp_avg_sq']) for i in adam[0])
+    # The CPU time of a learning curve adds up over the resume: the two epochs before plus the two after.
+    assert final['resumed']['cpu_seconds'] == pytest.approx(
+        cpu_before + sum(h['cpu_seconds'] for h in resumed['history']), rel=1e-9)
 
 
 def test_init_weights_fine_tunes_from_a_file_with_a_fresh_optimizer_and_schedule(data_root, tmp_path, tiny_config):

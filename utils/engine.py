@@ -215,6 +215,9 @@ class Trainer:
         self.net = self._wrap(self.model)
         self.epoch = 0            # last completed epoch
         self.best_psnr = float('-inf')
+        # CPU time this run has spent, all threads of this process, summed over resumes: the
+        # x axis of a learning curve (wall time depends on what else the machine does).
+        self.cpu_seconds = 0.0
         self.best_epoch = 0
 
     def _adam_kernel(self) -> Dict[str, bool]:
@@ -304,14 +307,16 @@ class Trainer:
         end of the epoch for model_latest.pth; model_best.pth may be mid-epoch).
         Keys: epoch, state_dict, optimizer (as released); scheduler, scaler, rng,
         best_psnr, best_epoch, step, steps_per_epoch, world_size, config (YAML
-        text), model_config (MPRNet constructor arguments).
+        text), model_config (MPRNet constructor arguments), cpu_seconds (this
+        process's CPU time in training so far, over all resumes).
         """
         return {'epoch': epoch, 'state_dict': self.model.state_dict(),
                 'optimizer': self.optimizer.state_dict(), 'scheduler': self.schedule.state_dict(),
                 'scaler': self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 'rng': capture_rng_state(), 'best_psnr': self.best_psnr, 'best_epoch': self.best_epoch,
                 'step': step, 'steps_per_epoch': steps_per_epoch, 'world_size': self.dist.world_size,
-                'config': self.cfg.dump(), 'model_config': dict(self.model.config)}
+                'config': self.cfg.dump(), 'model_config': dict(self.model.config),
+                'cpu_seconds': self.cpu_seconds}
 
     def resume(self, path: str) -> List[str]:
         """Load a checkpoint written by ``checkpoint`` (or a published one); returns notes to print.
@@ -343,6 +348,7 @@ class Trainer:
         else:
             notes.append('no RNG states or best PSNR in this checkpoint (published format): they start afresh')
         self.best_psnr = float(ckpt.get('best_psnr', float('-inf')))
+        self.cpu_seconds = float(ckpt.get('cpu_seconds', 0.0))
         self.best_epoch = int(ckpt.get('best_epoch', 0))
         if ckpt.get('world_size', self.dist.world_size) != self.dist.world_size:
             notes.append(f"the checkpoint was trained by {ckpt['world_size']} processes, this run has "
@@ -493,6 +499,7 @@ def _run_epoch(cfg, trainer: Trainer, epoch: int, train_loader: DataLoader, samp
     sampler.set_epoch(epoch)
     val_at = set(validation_steps(steps, cfg.TRAINING.VAL_PER_EPOCH)) if is_validation_epoch(cfg, epoch) else set()
     start, images, loss_sum, psnr = time.perf_counter(), 0, 0.0, None
+    cpu_start = time.process_time()
     # No bar when output goes to a file (a log of a background run): the epoch line below says it all.
     bar = tqdm(train_loader, total=steps, desc=f'epoch {epoch}/{cfg.OPTIM.NUM_EPOCHS}',
                disable=not is_main or not sys.stderr.isatty(), leave=False, dynamic_ncols=True)
@@ -515,6 +522,8 @@ def _run_epoch(cfg, trainer: Trainer, epoch: int, train_loader: DataLoader, samp
                      f'(epoch {trainer.best_epoch})')
     bar.close()
     trainer.epoch = epoch
+    cpu_seconds = time.process_time() - cpu_start
+    trainer.cpu_seconds += cpu_seconds
     if is_main:
         state = trainer.checkpoint(epoch, steps, steps)
         if val_at:
@@ -524,5 +533,6 @@ def _run_epoch(cfg, trainer: Trainer, epoch: int, train_loader: DataLoader, samp
     log.scalars({'epoch/loss': mean_loss, 'epoch/lr': lr}, epoch * steps)
     shown = f'{psnr:.4f}' if psnr is not None else '-'
     log.line(f'Epoch {epoch}/{cfg.OPTIM.NUM_EPOCHS}  time {seconds:.1f}s  loss {mean_loss:.4f}  lr {lr:.4e}  '
-             f'PSNR {shown}  ({images / seconds:.1f} img/s)')
-    return {'epoch': epoch, 'lr': lr, 'loss': mean_loss, 'psnr': psnr, 'seconds': seconds}
+             f'PSNR {shown}  ({images / seconds:.1f} img/s, CPU {cpu_seconds:.0f}s, '
+             f'{trainer.cpu_seconds / 3600:.2f} CPU-h in all)')
+    return {'epoch': epoch, 'lr': lr, 'loss': mean_loss, 'psnr': psnr, 'seconds': seconds, 'cpu_seconds': cpu_seconds}

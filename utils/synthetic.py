@@ -36,8 +36,9 @@ __all__ = ['SyntheticTrainingData', 'SyntheticValidationData', 'get_synthetic_tr
            'get_synthetic_validation_data', 'find_photos', 'CONTEXT_MARGIN']
 
 # Pixels of context around a patch that the degradation sees: half the largest blur kernel
-# (31 px) and half the longest rain streak (30 px), plus one. Noise is per pixel and needs none.
-CONTEXT_MARGIN = {'deblur': 16, 'derain': 16, 'denoise': 0}
+# (31 px) plus one, and half the longest rain streak (60 px) plus one, so a streak that crosses
+# the patch border is drawn whole. Noise is per pixel and needs none.
+CONTEXT_MARGIN = {'deblur': 16, 'derain': 31, 'denoise': 0}
 # Decoded photos kept in memory per dataset copy (each DataLoader worker has its own): decoding a
 # 1024-px PNG costs about 10 ms, as much as a training step's worth of degradation for 8 patches.
 PHOTO_CACHE_BYTES = 1 << 30
