@@ -57,6 +57,7 @@ from utils import metrics  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
 from utils.atomic import write_atomically  # noqa: E402
 from utils.checkpoint import build_model, load_checkpoint_file  # noqa: E402
+from utils import degradations as training_degradations  # noqa: E402
 from utils.degradations_heldout import blur, extent_kernel, gaussian_noise, streak_rain  # noqa: E402
 from utils.image_io import list_images, read_image, shrink_to_fit, to_uint8  # noqa: E402
 from utils.inference import Restorer, choose_precision  # noqa: E402
@@ -72,9 +73,17 @@ Scores = List[Tuple[float, float]]
 
 
 def degrade(clean: np.ndarray, task: str, rng: np.random.Generator,
-            extent: Optional[int] = None) -> Tuple[np.ndarray, dict]:
+            extent: Optional[int] = None, generator: str = 'heldout') -> Tuple[np.ndarray, dict]:
     """(8-bit-valued degraded float image, what a baseline may know: the kernel or sigma);
-    Deblurring needs the blur `extent` in px."""
+    Deblurring needs the blur `extent` in px. `generator` 'training' uses the training generator
+    (utils/degradations.py) instead: a diagnostic on the training distribution, not a judgement."""
+    if generator == 'training':
+        if task == 'Deblurring':
+            kernel = training_degradations.blur_kernel(rng, None, extent, 31)
+            return to_uint8(training_degradations.motion_blur(clean, rng, kernel=kernel)) / 255.0, {'kernel': kernel}
+        if task == 'Deraining':
+            return to_uint8(training_degradations.add_rain(clean, rng)) / 255.0, {}
+        return to_uint8(training_degradations.add_noise(clean, rng, NOISE_SIGMA)) / 255.0, {'sigma': NOISE_SIGMA}
     if task == 'Deblurring':
         kernel = extent_kernel(rng, extent)
         return to_uint8(blur(clean, rng, kernel=kernel)) / 255.0, {'kernel': kernel}
@@ -83,18 +92,19 @@ def degrade(clean: np.ndarray, task: str, rng: np.random.Generator,
     return to_uint8(gaussian_noise(clean, rng, NOISE_SIGMA)) / 255.0, {'sigma': NOISE_SIGMA}
 
 
-def cases(task: str, photos: List[Tuple[str, np.ndarray]], seed: int):
+def cases(task: str, photos: List[Tuple[str, np.ndarray]], seed: int, generator: str = 'heldout'):
     """(name, clean, degraded, known, bucket label or None) for each degradation of each photo:
     one per photo, or for Deblurring one per blur bucket, each seeded by the photo's name."""
     for name, clean in photos:
         base = [seed, zlib.crc32(name.encode()), zlib.crc32(task.encode())]
         if task != 'Deblurring':
-            yield (name, clean, *degrade(clean, task, np.random.default_rng(base)), None)
+            yield (name, clean, *degrade(clean, task, np.random.default_rng(base), generator=generator), None)
             continue
         for index, (low, high) in enumerate(BLUR_BUCKETS):
             rng = np.random.default_rng(base + [index])
             extent = int(rng.integers(low, high + 1))
-            yield (f'{name} (extent {extent})', clean, *degrade(clean, task, rng, extent), f'{low}-{high} px')
+            yield (f'{name} (extent {extent})', clean, *degrade(clean, task, rng, extent, generator),
+                   f'{low}-{high} px')
 
 
 def score(result: np.ndarray, clean8: np.ndarray) -> Tuple[float, float]:
@@ -235,11 +245,11 @@ def checkpoint_cpu_hours(path: str) -> Tuple[int, Optional[float]]:
 
 
 def learning_curve(task: str, folders: Dict[str, List[Tuple[str, np.ndarray]]], checkpoints: Sequence[str],
-                   seed: int) -> List[str]:
+                   seed: int, generator: str = 'heldout') -> List[str]:
     """Markdown table: per checkpoint (in training order), the fp32 model's mean PSNR on each photo
     folder (and, for Deblurring, per blur bucket on all folders together), the degraded input first."""
     device = torch.device('cpu')
-    prepared = {folder: list(cases(task, photos, seed)) for folder, photos in folders.items()}
+    prepared = {folder: list(cases(task, photos, seed, generator)) for folder, photos in folders.items()}
     labels = [label for label in dict.fromkeys(c[4] for cs in prepared.values() for c in cs) if label is not None]
     header = ['checkpoint', 'epoch', 'CPU-h'] + [f'{folder} PSNR' for folder in folders] + \
         [f'extent {label}' for label in labels]
@@ -277,6 +287,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'test_source/), each judged in its own table (default: %(default)s)')
     p.add_argument('--limit', type=int, default=None,
                    help='judge at most this many photos of each folder, evenly spread by name (default: all)')
+    p.add_argument('--generator', choices=('heldout', 'training'), default='heldout',
+                   help='degrade with the held-out generator (judging) or, with --checkpoints, the training '
+                        'one (a diagnostic on the training distribution, e.g. on the val/ photos) '
+                        '(default: %(default)s)')
     p.add_argument('--checkpoints', nargs='+', default=None,
                    help='learning curve: judge these training checkpoints of the one task in --tasks '
                         '(fp32, no baselines) against the CPU-hours each had cost')
@@ -297,6 +311,10 @@ def main(argv=None) -> int:
     if args.limit is not None and args.limit < 1:
         print(f'error: --limit must be at least 1, got {args.limit}', file=sys.stderr)
         return 2
+    if args.generator == 'training' and not args.checkpoints:
+        print('error: --generator training is a diagnostic for --checkpoints; judging uses the held-out one',
+              file=sys.stderr)
+        return 2
     if args.checkpoints and len(args.tasks) != 1:
         print('error: --checkpoints needs exactly one task in --tasks (the checkpoints\' task)', file=sys.stderr)
         return 2
@@ -314,8 +332,10 @@ def main(argv=None) -> int:
     command = 'python scripts/evaluate_synthetic.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
     if args.checkpoints:
         task = args.tasks[0]
-        table = learning_curve(task, folders, args.checkpoints, args.seed)
-        text = '\n'.join([f'# Learning curve: {task}', '', f'Command: `{command}`', ''] + table + [''])
+        table = learning_curve(task, folders, args.checkpoints, args.seed, args.generator)
+        title = f'# Learning curve: {task}' + (' (training generator: the training distribution)'
+                                               if args.generator == 'training' else '')
+        text = '\n'.join([title, '', f'Command: `{command}`', ''] + table + [''])
     else:
         have_bm3d = importlib.util.find_spec('bm3d') is not None
         if not have_bm3d:

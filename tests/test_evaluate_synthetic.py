@@ -1,0 +1,61 @@
+"""scripts/evaluate_synthetic.py: photo selection and the learning-curve mode on tiny data."""
+import importlib.util
+import math
+import os
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location('evaluate_synthetic',
+                                                  os.path.join(ROOT, 'scripts', 'evaluate_synthetic.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evenly_spaced_keeps_both_ends_and_the_order():
+    es = load_script().evenly_spaced
+    names = [f'p{i:02d}' for i in range(10)]
+    assert es(names, 4) == ['p00', 'p03', 'p06', 'p09']  # positions 0, 3, 6, 9 of 0..9
+    assert es(names, 1) == ['p00']
+    assert es(names, None) == names and es(names, 20) == names
+
+
+def test_learning_curve_rows_for_each_checkpoint(tmp_path, tiny_model, tiny_config, capsys):
+    es = load_script()
+    rng = np.random.default_rng(0)
+    for folder in ('test', 'test_source'):
+        os.makedirs(tmp_path / folder)
+        for i in range(2):
+            # Mid-grey texture in [0.3, 0.7]: sigma-25 noise is almost never clipped there.
+            img = rng.uniform(0.3, 0.7, (48, 48, 3))
+            cv2.imwrite(str(tmp_path / folder / f'{i}.png'), (img * 255).round().astype(np.uint8))
+    checkpoints = []
+    for epoch, hours in ((2, 0.5), (4, 2.0)):
+        path = tmp_path / f'model_epoch_{epoch}.pth'
+        torch.save({'epoch': epoch, 'state_dict': tiny_model.state_dict(), 'model_config': tiny_config,
+                    'task': 'Denoising', 'cpu_seconds': hours * 3600}, path)
+        checkpoints.append(str(path))
+    out = tmp_path / 'curve.md'
+    code = es.main(['--tasks', 'Denoising', '--photos', str(tmp_path / 'test'), str(tmp_path / 'test_source'),
+                    '--checkpoints', checkpoints[1], checkpoints[0], '--out', str(out), '--threads', '1'])
+    assert code == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith('| ')]
+    assert rows[0] == '| checkpoint | epoch | CPU-h | test PSNR | test_source PSNR |'
+    # In training order whatever the order given, with the CPU-hours each checkpoint recorded.
+    assert [r.split(' | ')[:3] for r in rows[2:]] == [['| model_epoch_2.pth', '2', '0.50'],
+                                                      ['| model_epoch_4.pth', '4', '2.00']]
+    # The degraded input: white noise of sigma 25 on the 0-255 scale is 20 log10(255 / 25) = 20.17 dB.
+    input_psnr = [float(cell) for cell in rows[1].strip(' |').split(' | ')[3:]]
+    assert all(abs(p - 20 * math.log10(255 / 25)) < 0.3 for p in input_psnr), input_psnr
+
+
+def test_training_generator_only_as_a_diagnostic(tmp_path, capsys):
+    es = load_script()
+    assert es.main(['--generator', 'training', '--photos', str(tmp_path)]) == 2
+    assert 'diagnostic' in capsys.readouterr().err
