@@ -172,3 +172,27 @@ def test_bundling_refuses_what_would_not_load_and_leaves_no_file(tmp_path, tiny_
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []
     bundle_checkpoint(good, str(out), 'Deraining')
     assert build_model('Deraining', str(out)).config == tiny_model.config
+
+
+def test_a_file_size_limit_mid_save_keeps_the_previous_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / 'model_latest.pth'
+    save_atomic({'epoch': 1}, str(path))
+    before = path.read_bytes()
+    # A real failed write, no monkeypatching: the kernel refuses bytes past 64 KiB (EFBIG), and
+    # the 4 MB tensor does not fit. SIGXFSZ is ignored so the write fails instead of killing.
+    code = ('import resource, signal, sys, torch\n'
+            'from utils.checkpoint import save_atomic\n'
+            'signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n'
+            'resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n'
+            'try:\n'
+            '    save_atomic({"epoch": 2, "w": torch.zeros(2 ** 20)}, sys.argv[1])\n'
+            'except OSError as err:\n'
+            '    print(err)\n')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, '-c', code, str(path)], cwd=root, capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS='1'))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f'cannot write {path}' in run.stdout and 'the previous file, if any, is unchanged' in run.stdout
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ['model_latest.pth']

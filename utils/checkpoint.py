@@ -10,7 +10,7 @@ weights holding NaN or infinity are refused (they restore every image black).
 """
 import os
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -230,5 +230,17 @@ def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool
 
 def save_atomic(obj: Any, path: str) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`
-    (utils.atomic): a crash or kill mid-write leaves the previous file intact."""
-    write_atomically(path, lambda f: torch.save(obj, f), durable=True)
+    (utils.atomic): a crash, a kill or a failed write leaves the previous file intact. A failed
+    write (a full disk, a file-size limit) raises OSError naming `path`."""
+    write_atomically(path, lambda f: _torch_save(obj, f), durable=True)
+
+
+def _torch_save(obj: Any, f: BinaryIO) -> None:
+    """torch.save, re-raising the OSError of a failed write, which torch.save hides behind a
+    RuntimeError ("unexpected pos ...") when it closes its zip writer."""
+    try:
+        torch.save(obj, f)
+    except RuntimeError as err:
+        if isinstance(err.__context__, OSError):
+            raise err.__context__ from None
+        raise

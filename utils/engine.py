@@ -237,7 +237,7 @@ class Trainer:
         """save_atomic, or CheckpointWriteError naming the file, the reason and the last good checkpoint."""
         try:
             save_atomic(state, path)
-        except (OSError, RuntimeError) as err:  # torch.save reports some write failures as RuntimeError
+        except OSError as err:  # save_atomic's message names the file and the reason
             raise CheckpointWriteError(f'{err}. Training stopped in epoch {state["epoch"]}; {self.last_good()}; '
                                        'free space and continue with TRAINING.RESUME True') from err
         if path == self.latest_path:
