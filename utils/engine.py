@@ -36,8 +36,9 @@ from utils.schedule import WarmupCosineSchedule
 from utils.seeding import (EpochIndexSampler, SeededSamples, capture_rng_state, derive_seed, restore_rng_state,
                            seed_everything, seed_worker)
 
-__all__ = ['NonFiniteLossError', 'CheckpointWriteError', 'build_datasets', 'build_dataloaders', 'model_kwargs_from_config',
-           'psnr_per_image', 'validation_steps', 'is_validation_epoch', 'Trainer', 'fit', 'run_dirs']
+__all__ = ['NonFiniteLossError', 'CheckpointWriteError', 'build_datasets', 'build_dataloaders',
+           'model_kwargs_from_config', 'psnr_per_image', 'validation_steps', 'is_validation_epoch', 'Trainer',
+           'fit', 'run_dirs']
 
 AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 MIXUP_ALPHA = 0.6  # published Beta(0.6, 0.6)
