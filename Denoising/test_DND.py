@@ -7,7 +7,8 @@ Restores the 20 boxes of every image and writes the DND sRGB submission:
 <result_dir>/mat/<nnnn>.mat with Idenoised (a cell of the 20 single crops),
 israw = false and eval_version = '1.0', ready to upload. --save_crops also
 writes the per-box files <nnnn>_<bb>.mat (Idenoised_crop) of the DND kit,
---save_images the crops as PNGs.
+--save_images the crops as PNGs. Every file is written atomically: a failed
+write (a full disk) keeps the previous file, never leaves half of one.
 
     python test_DND.py
 """
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from utils.atomic import write_atomically  # noqa: E402
 from utils.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
 from utils.folder_restore import restore_images  # noqa: E402
 from utils.image_io import write_image  # noqa: E402
@@ -80,12 +82,17 @@ def crop_boxes(img: np.ndarray, boxes: np.ndarray, name: str) -> List[np.ndarray
     return crops
 
 
+def save_mat(path: str, variables: dict) -> None:
+    """scipy.io.savemat, atomically (utils.atomic): the file is whole or the previous one stays."""
+    write_atomically(path, lambda f: scipy.io.savemat(f, variables))
+
+
 def save_submission(path: str, crops: Sequence[np.ndarray]) -> None:
     """One image's DND sRGB submission file: Idenoised = 1 x n cell of single crops."""
     cell = np.empty(len(crops), dtype=object)
     for k, crop in enumerate(crops):
         cell[k] = crop.astype(np.float32)
-    scipy.io.savemat(path, {'Idenoised': cell, 'israw': False, 'eval_version': '1.0'})
+    save_mat(path, {'Idenoised': cell, 'israw': False, 'eval_version': '1.0'})
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[str]:
@@ -108,8 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
         save_submission(out_path, denoised)
         for k, crop in enumerate(denoised):
             if args.save_crops:
-                os.makedirs(crop_dir, exist_ok=True)
-                scipy.io.savemat(os.path.join(crop_dir, f'{name}_{k + 1:02d}.mat'), {'Idenoised_crop': crop})
+                save_mat(os.path.join(crop_dir, f'{name}_{k + 1:02d}.mat'), {'Idenoised_crop': crop})
             if args.save_images:
                 write_image(os.path.join(png_dir, f'{name}_{k + 1:02d}.png'), crop, 8)
     return outputs

@@ -4,6 +4,8 @@ Reads <input_dir>/ValidationNoisyBlocksSrgb.mat (40 x 32 blocks of 256x256x3
 uint8) and writes <result_dir>/mat/Idenoised.mat with the variable Idenoised:
 single, same shape, in [0, 1], the file evaluate_SIDD.py (and the published
 evaluate_SIDD.m) scores. --save_images also writes <result_dir>/png/iiii_kk.png.
+Every file is written atomically: a failed write (a full disk) keeps the
+previous result, never leaves half of one.
 
     python test_SIDD.py
 """
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from utils.atomic import write_atomically  # noqa: E402
 from utils.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
 from utils.folder_restore import restore_batch  # noqa: E402
 from utils.image_io import load_mat_array, write_image  # noqa: E402
@@ -70,8 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
             for j in range(start, stop):
                 write_image(png_names[j], denoised[j], 8)
 
-    os.makedirs(os.path.dirname(mat_path), exist_ok=True)
-    scipy.io.savemat(mat_path, {'Idenoised': denoised.reshape(noisy.shape)})
+    write_atomically(mat_path, lambda f: scipy.io.savemat(f, {'Idenoised': denoised.reshape(noisy.shape)}))
     print(f'wrote {mat_path}')
     return mat_path
 

@@ -19,8 +19,13 @@ Exporters (``--exporter``):
 
 Every export is verified: ONNX Runtime's output against PyTorch's on two
 sizes (``--check_sizes``); the largest absolute difference is printed and
-must be below ``--tolerance`` (1e-4), otherwise the file is removed and the
-exit code is 1. Exit code 2: nothing exported (missing packages or weights).
+must be below ``--tolerance`` (1e-4), otherwise nothing is written and the
+exit code is 1. The graph is written and checked under a temporary name
+beside ``--out`` and renamed only once it passes (utils.atomic), so a failed
+or interrupted export never leaves a file, nor touches one that was there.
+An existing ``--out`` is refused unless ``--overwrite``; the ``--weights``
+file itself always is. Exit code 2: nothing exported (a bad option, missing
+packages or weights, an output that exists).
 """
 import argparse
 import os
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from MPRNet import PRESETS, canonical_task  # noqa: E402
+from utils.atomic import atomic_output  # noqa: E402
 from utils.checkpoint import build_model  # noqa: E402
 from utils.inference import Restorer  # noqa: E402
 from utils.weights import WeightsNotFoundError, resolve_weights  # noqa: E402
@@ -96,13 +102,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Export MPRNet to ONNX (dynamic height and width) and verify it with ONNX Runtime.',
         epilog=f'Needs onnx, onnxscript and onnxruntime: {INSTALL_HINT}. Exit code 0: exported and '
-               'verified; 1: the check failed (file removed); 2: nothing exported.')
+               'verified; 1: the check failed (nothing written); 2: nothing exported.')
     parser.add_argument('--task', required=True, type=task_name, metavar='|'.join(PRESETS),
                         help='which model to export (any capitalisation)')
     parser.add_argument('--weights', default='auto',
                         help="'auto' (official if present, else bundled; default), 'official', 'bundled', "
                              'or the path of a checkpoint')
     parser.add_argument('--out', required=True, help='the .onnx file to write')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace --out if it exists (once the new graph has passed its check)')
     stages = parser.add_mutually_exclusive_group()
     stages.add_argument('--final_only', dest='final_only', action='store_true', default=True,
                         help='one output, the final (stage-3) image (default)')
@@ -210,51 +218,77 @@ def verify(path: str, model: torch.nn.Module, sizes: Sequence[Tuple[int, int]], 
     return results
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """ExportError naming the option, for values that would fail (or destroy a file) later."""
+    if args.threads is not None and args.threads < 1:
+        raise ExportError(f'--threads must be at least 1, got {args.threads} (leave it out for the default)')
+    if os.path.isdir(args.out):
+        raise ExportError(f'--out {args.out} is a folder; give the path of the .onnx file to write')
+    if os.path.exists(args.out) and not args.overwrite:
+        raise ExportError(f'--out {args.out} exists; pass --overwrite to replace it, or choose another name')
+
+
 def run(args: argparse.Namespace) -> int:
     """Export, describe and verify; returns the exit code."""
-    require_packages(args.exporter)
+    check_options(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         weights, kind = resolve_weights(args.task, args.weights)
+        if os.path.exists(args.out) and os.path.samefile(args.out, weights):  # --overwrite or not
+            raise ExportError(f'--out {args.out} is the --weights file; choose another name for the .onnx file')
         model = build_model(args.task, weights).eval()
     except (WeightsNotFoundError, RuntimeError, ValueError) as err:
         raise ExportError(str(err)) from err
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
+    require_packages(args.exporter)  # after the inputs: their errors are the ones to fix first
     names = output_names(args.final_only)
     wrapper = PaddedMPRNet(model, all_stages=not args.final_only, pad=args.exporter == 'torchscript').eval()
     print(f'exporting {args.task} ({kind} weights {weights}, n_feat={model.config["n_feat"]}) with the '
           f'{args.exporter} exporter, opset {args.opset}, outputs: {", ".join(names)}')
     start = time.perf_counter()
     try:
-        export_graph(wrapper, args.out, args.exporter, args.opset, names)
+        with atomic_output(args.out) as graph_path:
+            export_and_check(graph_path, wrapper, model, weights, kind, names, args, start)
+    except CheckFailed:
+        kept = f'the existing {args.out} is unchanged' if os.path.exists(args.out) else 'nothing was written'
+        print(f'error: ONNX Runtime does not match PyTorch; {kept}', file=sys.stderr)
+        return 1
+    print(f'wrote {args.out}')
+    return 0
+
+
+class CheckFailed(Exception):
+    """ONNX Runtime's output differs from PyTorch's by more than --tolerance."""
+
+
+def export_and_check(path: str, wrapper: PaddedMPRNet, model: torch.nn.Module, weights: str, kind: str,
+                     names: Sequence[str], args: argparse.Namespace, start: float) -> None:
+    """Export to `path` (a temporary file), describe and verify it; CheckFailed if the check fails."""
+    try:
+        export_graph(wrapper, path, args.exporter, args.opset, names)
     except Exception as err:  # exporter failures are long; one line says which step failed
         raise ExportError(f'the {args.exporter} exporter failed: {str(err).strip().splitlines()[0]}') from err
-    describe(args.out, args.task, weights, kind, model, args)
+    describe(path, args.task, weights, kind, model, args)
     seconds = time.perf_counter() - start
-    size_mb = os.path.getsize(args.out) / 1e6
+    size_mb = os.path.getsize(path) / 1e6
     multiple = 'any H, W >= 8 (padded in the graph)' if args.exporter == 'torchscript' else 'H, W multiples of 8'
-    print(f'wrote {args.out} ({size_mb:.1f} MB) in {seconds:.1f} s; input (N, 3, H, W), {multiple}')
+    print(f'exported {size_mb:.1f} MB in {seconds:.1f} s; input (N, 3, H, W), {multiple}')
     failed = False
-    for (height, width), diff in verify(args.out, model, check_sizes(args.check_sizes, args.exporter),
+    for (height, width), diff in verify(path, model, check_sizes(args.check_sizes, args.exporter),
                                         args.final_only, args.threads):
         ok = diff < args.tolerance
         failed |= not ok
         print(f'  {height}x{width}: max |onnxruntime - pytorch| = {diff:.2e} '
               f"({'ok' if ok else 'FAILED'}, tolerance {args.tolerance:g})")
     if failed:
-        os.remove(args.out)
-        print(f'error: ONNX Runtime does not match PyTorch; {args.out} was removed', file=sys.stderr)
-        return 1
-    return 0
+        raise CheckFailed()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except ExportError as err:
+    except (ExportError, OSError) as err:  # OSError: the graph could not be written (a full disk)
         print(f'error: {err}', file=sys.stderr)
         return 2
 

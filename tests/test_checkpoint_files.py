@@ -69,3 +69,130 @@ def test_a_killed_write_keeps_the_old_file_and_its_temporary_is_cleared_later(tm
     other.write_text('not ours')
     assert remove_stale_temporaries(str(tmp_path)) == [str(stale)]
     assert sorted(os.listdir(tmp_path)) == ['.hidden_notes.txt', 'model_latest.pth']
+
+
+# ---------------------------------------------------------------- issue 21: what a checkpoint holds is checked
+
+def test_weights_holding_nan_or_inf_are_refused_naming_the_first_bad_tensor(tmp_path, tiny_model):
+    from utils.checkpoint import CheckpointReadError
+    state = tiny_model.state_dict()
+    keys = list(state)
+    first, later = keys[3], keys[10]
+    state[first] = state[first].clone()
+    state[first].view(-1)[1] = float('inf')
+    state[later] = torch.full_like(state[later], float('nan'))
+    path = tmp_path / 'diverged.pth'
+    torch.save({'state_dict': state, 'model_config': tiny_model.config}, path)
+    with pytest.raises(CheckpointReadError) as refused:
+        build_model('Deraining', str(path))
+    message = str(refused.value)
+    assert str(path) in message and f'tensor {first} holds 1 NaN or infinite value(s)' in message
+    assert later not in message
+
+
+def test_the_demo_refuses_nan_weights_with_exit_2(tmp_path, tiny_model, capsys):
+    import demo
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    key = next(iter(state))
+    state[key].view(-1)[0] = float('nan')
+    path = tmp_path / 'nan.pth'
+    torch.save({'state_dict': state, 'model_config': tiny_model.config}, path)
+    import numpy as np
+    from utils.image_io import write_image
+    write_image(str(tmp_path / 'in' / 'x.png'), np.full((16, 16, 3), 0.5, np.float32))
+    assert demo.main(['--task', 'Deraining', '--input_dir', str(tmp_path / 'in'), '--result_dir',
+                      str(tmp_path / 'out'), '--weights', str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f'tensor {key} holds' in err and str(path) in err
+    assert not (tmp_path / 'out' / 'x.png').exists()
+
+
+@pytest.mark.parametrize('change, fragment', [
+    ({'widht': 8}, "unknown key 'widht'"),
+    ({'n_feat': '8'}, "n_feat must be an integer from 1 to 512, got '8'"),
+    ({'num_cab': 2.0}, 'num_cab must be an integer from 1 to 64, got 2.0'),
+    ({'n_feat': True}, 'n_feat must be an integer from 1 to 512, got True'),
+    ({'n_feat': 4000}, 'n_feat must be an integer from 1 to 512, got 4000'),
+    ({'bias': 'no'}, "bias must be true or false, got 'no'"),
+    ({'in_c': 4}, 'in_c must be an integer from 3 to 3, got 4'),
+    ({'reduction': 9}, 'reduction 9 is larger than n_feat'),
+])
+def test_a_bad_model_config_is_refused_before_a_model_is_built(tmp_path, tiny_model, monkeypatch, change, fragment):
+    import MPRNet as mprnet_module
+    path = tiny_checkpoint(tmp_path / 'bad.pth', tiny_model)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['model_config'] = {**ckpt['model_config'], **change}
+    torch.save(ckpt, path)
+    built = []
+    real_init = mprnet_module.MPRNet.__init__
+
+    def counted_init(self, *args, **kwargs):
+        built.append(kwargs)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(mprnet_module.MPRNet, '__init__', counted_init)
+    with pytest.raises(CheckpointMismatchError) as refused:
+        build_model('Deraining', path)
+    assert str(refused.value).startswith(f'{path}: model_config ') and fragment in str(refused.value)
+    assert built == []
+
+
+def test_a_wide_config_that_does_not_fit_the_tensors_is_refused_without_allocating(tmp_path, tiny_model):
+    import resource
+    path = tiny_checkpoint(tmp_path / 'wide.pth', tiny_model)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['model_config'] = {**ckpt['model_config'], 'n_feat': 512, 'scale_unetfeats': 512}
+    torch.save(ckpt, path)
+    # A real MPRNet of these widths holds about 1.2e9 float32 parameters (4.6 GB).
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    with pytest.raises(CheckpointMismatchError, match='does not fit a custom MPRNet \\(n_feat=512\\)'):
+        build_model('Deraining', path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 500 * 1024
+
+
+def test_bundling_refuses_what_would_not_load_and_leaves_no_file(tmp_path, tiny_model):
+    from utils.checkpoint import CheckpointReadError
+    from utils.weights import bundle_checkpoint
+    out = tmp_path / 'release.pth'
+    good = tiny_checkpoint(tmp_path / 'good.pth', tiny_model, config="MODEL:\n  MODE: 'Deraining'\n")
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key].view(-1)[0] = 1e6  # finite in float32, infinite once bundled as fp16 (max 65504)
+    overflow = tmp_path / 'overflow.pth'
+    torch.save({'state_dict': state, 'model_config': tiny_model.config}, overflow)
+    with pytest.raises(CheckpointReadError, match=f'tensor {key} holds 1 NaN or infinite'):
+        bundle_checkpoint(str(overflow), str(out), 'Deraining')
+    ckpt = torch.load(good, weights_only=True)
+    ckpt['model_config'] = {**ckpt['model_config'], 'n_feat': 'eight'}
+    torch.save(ckpt, tmp_path / 'badconfig.pth')
+    with pytest.raises(CheckpointMismatchError, match='n_feat must be an integer'):
+        bundle_checkpoint(str(tmp_path / 'badconfig.pth'), str(out), 'Deraining')
+    with pytest.raises(ValueError, match='is the checkpoint being bundled'):
+        bundle_checkpoint(good, good, 'Deraining')
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith('.')] == []
+    bundle_checkpoint(good, str(out), 'Deraining')
+    assert build_model('Deraining', str(out)).config == tiny_model.config
+
+
+def test_a_file_size_limit_mid_save_keeps_the_previous_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / 'model_latest.pth'
+    save_atomic({'epoch': 1}, str(path))
+    before = path.read_bytes()
+    # A real failed write, no monkeypatching: the kernel refuses bytes past 64 KiB (EFBIG), and
+    # the 4 MB tensor does not fit. SIGXFSZ is ignored so the write fails instead of killing.
+    code = ('import resource, signal, sys, torch\n'
+            'from utils.checkpoint import save_atomic\n'
+            'signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n'
+            'resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n'
+            'try:\n'
+            '    save_atomic({"epoch": 2, "w": torch.zeros(2 ** 20)}, sys.argv[1])\n'
+            'except OSError as err:\n'
+            '    print(err)\n')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, '-c', code, str(path)], cwd=root, capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS='1'))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f'cannot write {path}' in run.stdout and 'the previous file, if any, is unchanged' in run.stdout
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ['model_latest.pth']

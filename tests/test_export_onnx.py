@@ -91,3 +91,54 @@ def test_missing_weights_and_bad_sizes_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit):
         export_onnx.parse_args(['--task', 'Denoising', '--out', 'x.onnx', '--check_sizes', '4x4', '8x8'])
     assert 'at least 8 px' in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 21: the output file is never destroyed
+
+def fake_export(monkeypatch, diffs):
+    """Export without onnx: the graph is the bytes b'new graph', the check reports `diffs`."""
+    def write_graph(wrapper, out, *args):
+        with open(out, 'wb') as f:
+            f.write(b'new graph')
+
+    monkeypatch.setattr(export_onnx, 'require_packages', lambda exporter: None)
+    monkeypatch.setattr(export_onnx, 'export_graph', write_graph)
+    monkeypatch.setattr(export_onnx, 'describe', lambda *args: None)
+    monkeypatch.setattr(export_onnx, 'verify', lambda *a, **k: [((24, 32), d) for d in diffs])
+
+
+def test_threads_below_one_is_one_line_exit_2(tmp_path, weights, capsys):
+    code, out = export(tmp_path, weights, '--threads', '-1')  # the later --threads wins
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == 'error: --threads must be at least 1, got -1 (leave it out for the default)'
+    assert not os.path.exists(out)
+
+
+def test_an_existing_out_is_refused_without_overwrite(tmp_path, weights, capsys, monkeypatch):
+    fake_export(monkeypatch, [0.0])
+    (tmp_path / 'model.onnx').write_bytes(b'old graph')
+    code, out = export(tmp_path, weights)
+    assert code == 2 and f'--out {out} exists; pass --overwrite' in capsys.readouterr().err
+    assert (tmp_path / 'model.onnx').read_bytes() == b'old graph'
+    code, out = export(tmp_path, weights, '--overwrite')
+    assert code == 0 and (tmp_path / 'model.onnx').read_bytes() == b'new graph'
+    assert sorted(os.listdir(tmp_path)) == ['model.onnx', 'tiny.pth']  # no temporary left
+
+
+def test_out_is_never_the_weights_file(tmp_path, weights, capsys, monkeypatch):
+    fake_export(monkeypatch, [0.0])
+    before = open(weights, 'rb').read()
+    code = export_onnx.main(['--task', 'Deraining', '--weights', weights, '--out', weights, '--overwrite'])
+    assert code == 2 and f'--out {weights} is the --weights file' in capsys.readouterr().err
+    assert open(weights, 'rb').read() == before
+
+
+def test_a_failed_check_keeps_the_file_that_was_there(tmp_path, weights, capsys, monkeypatch):
+    fake_export(monkeypatch, [0.5, 0.0])
+    (tmp_path / 'model.onnx').write_bytes(b'old graph')
+    code, out = export(tmp_path, weights, '--overwrite')
+    captured = capsys.readouterr()
+    assert code == 1 and 'FAILED' in captured.out
+    assert f'the existing {out} is unchanged' in captured.err
+    assert (tmp_path / 'model.onnx').read_bytes() == b'old graph'
+    assert sorted(os.listdir(tmp_path)) == ['model.onnx', 'tiny.pth']

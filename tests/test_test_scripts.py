@@ -395,3 +395,66 @@ def test_evaluate_realblur_aligns_before_scoring(tmp_path, capsys):
     psnr, ssim = scores['RealBlur_J']
     assert psnr > unaligned + 10 and ssim > 0.98
     assert 'For RealBlur_J dataset PSNR:' in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- issue 21: failed writes and damaged inputs
+
+def make_sidd(folder):
+    noisy = np.random.default_rng(3).integers(0, 256, (1, 2, 16, 16, 3), dtype=np.uint8)
+    folder.mkdir()
+    scipy.io.savemat(folder / 'ValidationNoisyBlocksSrgb.mat', {'ValidationNoisyBlocksSrgb': noisy})
+
+
+def disk_full_savemat(real):
+    """scipy.io.savemat that writes part of the file, then fails as a full disk does."""
+    import errno
+
+    def savemat(target, variables, *args, **kwargs):
+        target.write(b'MATLAB 5.0 MAT-file, half of it')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return savemat
+
+
+def test_sidd_overwrite_that_fails_keeps_the_previous_result(tmp_path, tiny, capsys, monkeypatch):
+    from utils.cli import run_main
+    make_sidd(tmp_path / 'sidd')
+    script = load_script('Denoising/test_SIDD.py')
+    args = cpu('--input_dir', str(tmp_path / 'sidd'), '--result_dir', str(tmp_path / 'res'), '--weights', tiny[0])
+    mat_path = tmp_path / 'res' / 'mat' / 'Idenoised.mat'
+    assert run_main(script.main, args) == 0
+    before = mat_path.read_bytes()
+    monkeypatch.setattr(script.scipy.io, 'savemat', disk_full_savemat(scipy.io.savemat))
+    assert run_main(script.main, args + ['--overwrite']) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f'error: [Errno 28] cannot write {mat_path}: No space left on device'), err
+    assert mat_path.read_bytes() == before and os.listdir(mat_path.parent) == ['Idenoised.mat']
+
+
+def test_dnd_overwrite_that_fails_keeps_the_previous_submission(tmp_path, tiny, monkeypatch):
+    from utils.cli import run_main
+    make_fake_dnd(tmp_path / 'DND', [np.full((16, 16, 3), 0.5, np.float32)], [[[1, 1, 16, 16]]])
+    script = load_script('Denoising/test_DND.py')
+    args = cpu('--input_dir', str(tmp_path / 'DND'), '--result_dir', str(tmp_path / 'res'), '--weights', tiny[0])
+    assert run_main(script.main, args) == 0
+    submission = tmp_path / 'res' / 'mat' / '0001.mat'
+    before = submission.read_bytes()
+    monkeypatch.setattr(script.scipy.io, 'savemat', disk_full_savemat(scipy.io.savemat))
+    assert run_main(script.main, args + ['--overwrite']) == 2
+    assert submission.read_bytes() == before and os.listdir(submission.parent) == ['0001.mat']
+
+
+@pytest.mark.parametrize('damage', ['empty', 'text', 'truncated'])
+def test_a_damaged_sidd_file_is_one_line_naming_it(tmp_path, tiny, capsys, damage):
+    from utils.cli import run_main
+    make_sidd(tmp_path / 'sidd')
+    path = tmp_path / 'sidd' / 'ValidationNoisyBlocksSrgb.mat'
+    whole = path.read_bytes()
+    path.write_bytes({'empty': b'', 'text': b'ValidationNoisyBlocksSrgb = zeros(40, 32)\n',
+                      'truncated': whole[:len(whole) // 2]}[damage])
+    script = load_script('Denoising/test_SIDD.py')
+    code = run_main(script.main, cpu('--input_dir', str(tmp_path / 'sidd'), '--result_dir', str(tmp_path / 'res'),
+                                     '--weights', tiny[0]))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    assert err.startswith(f'error: cannot read {path} as a .mat file'), err
+    assert not (tmp_path / 'res' / 'mat').exists()

@@ -120,3 +120,125 @@ def test_log_counts_steps_of_the_real_batch_and_temporaries_are_cleared(root, ca
     out = capsys.readouterr()
     assert '1 step of 4 per epoch' in out.out and 'OPTIM.BATCH_SIZE 64 is more than the 4' in out.out
     assert not stale.exists() and 'removed' in out.err + out.out
+
+
+# ----------------------------------------------------------------------------- issue 21: faults during a run
+
+def session_dir(root):
+    return root / 'runs' / 'Deraining' / 'models' / 'MPRNet'
+
+
+def one_line_exit(capsys, args, code):
+    """Run train.py with `args`: it must exit `code` with one error line; returns that line."""
+    with pytest.raises(SystemExit) as stopped:
+        load_train_script().main(args)
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == code, err
+    assert err.startswith('error: ') and len(err.splitlines()) == 1 and 'Traceback' not in err, err
+    return err
+
+
+def test_a_second_run_of_the_same_session_is_refused_while_the_first_trains(root, capsys, monkeypatch):
+    from utils.engine import Trainer
+    real_step, second = Trainer.train_step, {}
+
+    def step_then_start_a_second_run(self, *args, **kwargs):
+        if not second:  # during the first run's first step, before any checkpoint exists
+            with pytest.raises(SystemExit) as stopped:
+                load_train_script().main(argv(root))
+            second['code'], second['err'] = stopped.value.code, capsys.readouterr().err.strip()
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, 'train_step', step_then_start_a_second_run)
+    load_train_script().main(argv(root))
+    assert second['code'] == 2, second['err']
+    assert len(second['err'].splitlines()) == 1
+    for fragment in ('MODEL.SESSION MPRNet', f'in use by process {os.getpid()} on this host', '.lock'):
+        assert fragment in second['err'], (fragment, second['err'])
+    # The first run finished and let go of its folder.
+    assert sorted(os.listdir(session_dir(root))) == ['model_latest.pth']
+
+
+def test_a_stale_lock_of_a_dead_process_is_replaced_with_a_note(root, capsys):
+    import socket
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()  # its pid is now free: nothing runs under it
+    session_dir(root).mkdir(parents=True)
+    (session_dir(root) / '.lock').write_text(f'{dead.pid} {socket.gethostname()}\n')
+    load_train_script().main(argv(root))
+    out = capsys.readouterr()
+    assert f'replaced the stale lock {session_dir(root) / ".lock"} (by process {dead.pid}, no longer running)' \
+        in out.out + out.err
+    assert sorted(os.listdir(session_dir(root))) == ['model_latest.pth']
+
+
+def test_a_lock_from_another_host_is_not_guessed_stale(root, capsys):
+    session_dir(root).mkdir(parents=True)
+    lock = session_dir(root) / '.lock'
+    lock.write_text('4242 some-other-node\n')
+    err = one_line_exit(capsys, argv(root), 2)
+    assert 'in use by process 4242 on host some-other-node' in err and 'delete the lock' in err
+    assert lock.read_text() == '4242 some-other-node\n' and no_checkpoint(root)
+
+
+def test_sigterm_releases_the_lock_and_exits_143(root):
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = os.path.join(ROOT, 'Deraining', 'train.py')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    run = subprocess.Popen([sys.executable, script, *argv(root, 'OPTIM.NUM_EPOCHS', 10000)], cwd=root, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = session_dir(root) / '.lock'
+    deadline = time.monotonic() + 120
+    while not lock.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lock.read_text().split()[0] == str(run.pid)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err[-2000:]
+    assert 'terminated (SIGTERM)' in err and 'Traceback' not in err, err[-2000:]
+    assert not lock.exists()
+
+
+def test_a_full_disk_stops_with_exit_3_and_names_the_last_good_checkpoint(root, capsys, monkeypatch):
+    import errno
+    import torch
+    real_save, saves = torch.save, []
+
+    def disk_full_at_the_second_save(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:  # epoch 2's model_latest.pth: part of it fits, then the disk is full
+            f.write(b'part of a checkpoint')
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'save', disk_full_at_the_second_save)
+    latest = session_dir(root) / 'model_latest.pth'
+    err = one_line_exit(capsys, argv(root, 'OPTIM.NUM_EPOCHS', 3), 3)
+    for fragment in (f'cannot write {latest}', 'No space left on device', 'Training stopped in epoch 2',
+                     f'the last good checkpoint is {latest} (epoch 1)', 'TRAINING.RESUME True'):
+        assert fragment in err, (fragment, err)
+    assert sorted(os.listdir(session_dir(root))) == ['model_latest.pth']  # no temporary, no lock
+    assert torch.load(latest, weights_only=True)['epoch'] == 1
+
+
+def test_resuming_a_checkpoint_of_another_task_is_refused(root, capsys):
+    import torch
+    load_train_script().main(argv(root))
+    latest = session_dir(root) / 'model_latest.pth'
+    ckpt = torch.load(latest, weights_only=True)
+    assert 'MODE: Deraining' in ckpt['config']
+    # The same run as if it had been a Denoising one, with a best PSNR no Deraining epoch would beat.
+    ckpt['config'] = ckpt['config'].replace('MODE: Deraining', 'MODE: Denoising')
+    ckpt['best_psnr'] = 99.0
+    other = root / 'denoising_run.pth'
+    torch.save(ckpt, other)
+    before = latest.read_bytes()
+    err = one_line_exit(capsys, ['--resume', str(other)] + argv(root, 'OPTIM.NUM_EPOCHS', 2), 2)
+    assert f'{other} was trained for Denoising' in err and 'you asked for Deraining' in err
+    assert 'MODEL.MODE Denoising' in err
+    assert latest.read_bytes() == before and sorted(os.listdir(session_dir(root))) == ['model_latest.pth']

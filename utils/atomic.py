@@ -1,52 +1,83 @@
-"""Files that appear whole or not at all: write under a temporary name in the same folder, then rename.
+"""Files that appear whole or not at all, and folders one process at a time.
 
-A crash, a kill or a full disk mid-write leaves the previous file (or no
-file) in place, never half of one. Used for results (utils.image_io) and
-checkpoints (utils.checkpoint). Temporary files are named
-``.<name>.<random>.tmp``; a process killed outright leaves its one behind,
-which ``remove_stale_temporaries`` clears (training does at start).
+Atomic files: write under a temporary name in the same folder, then rename. A
+crash, a kill or a full disk mid-write leaves the previous file (or no file)
+in place, never half of one. Used for results (utils.image_io, the .mat files
+of the Denoising test scripts), checkpoints (utils.checkpoint) and ONNX
+exports. Temporary files are named ``.<name>.<random>.tmp``; a process killed
+outright leaves its one behind, which ``remove_stale_temporaries`` clears
+(training does at start, once it holds its folder).
+
+Folder locks (``hold_folder``): a training run holds its MODEL.SESSION folder
+through a lock file naming its pid and host, so a second run of the same
+session is refused instead of silently writing over the first.
 """
+import contextlib
+import fcntl
 import os
 import re
+import socket
 import tempfile
-from typing import BinaryIO, Callable, List
+from typing import BinaryIO, Callable, Iterator, List, Optional
 
-__all__ = ['write_atomically', 'remove_stale_temporaries']
+__all__ = ['write_atomically', 'atomic_output', 'remove_stale_temporaries', 'FolderLockedError', 'hold_folder',
+           'LOCK_NAME']
 
 # The process's umask, read once at import (reading it means setting it, which is not
 # thread-safe): files get the usual permissions rather than mkstemp's 0600.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _SUFFIX = '.tmp'
+LOCK_NAME = '.lock'
 
 
-def write_atomically(path: str, write: Callable[[BinaryIO], None], durable: bool = False) -> None:
-    """Call write(file) on a temporary file beside `path`, then rename it to `path`.
+@contextlib.contextmanager
+def atomic_output(path: str, durable: bool = False) -> Iterator[str]:
+    """The path of an empty temporary file beside `path`, for code that writes files by name
+    (exporters, savers that take a path); renamed to `path` when the block ends without an
+    exception, removed when it raises. Only the temporary is ever deleted: a file already
+    at `path` stays as it was unless the block succeeds.
 
-    `durable` also fsyncs before the rename (checkpoints: the rename must not
-    reach the disk before the data). The file gets mode 0666 minus the umask.
+    `durable` fsyncs before the rename (checkpoints: the rename must not reach the
+    disk before the data). The file gets mode 0666 minus the umask.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=_SUFFIX, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            if durable:
-                f.flush()
+        yield tmp
+        if durable:
+            with open(tmp, 'rb') as f:
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.errno is not None:
+            # Name the file: a bare "[Errno 28] No space left on device" does not say which write failed.
+            raise OSError(err.errno, f'cannot write {path}: {err.strerror or err}; the previous file, if any, '
+                          'is unchanged') from err
         raise
+
+
+def write_atomically(path: str, write: Callable[[BinaryIO], None], durable: bool = False) -> None:
+    """Call write(file) on a temporary file beside `path`, then rename it to `path` (``atomic_output``).
+
+    A failed write raises OSError naming `path`; the previous file is kept and no temporary is left.
+    """
+    with atomic_output(path, durable) as tmp:
+        with open(tmp, 'wb') as f:
+            write(f)
+            f.flush()
 
 
 def remove_stale_temporaries(folder: str) -> List[str]:
     """Delete the temporary files ``write_atomically`` leaves when killed, in `folder`; returns them.
 
-    Only call it where no other process is writing into `folder` at the same time.
+    Only call it where no other process is writing into `folder` at the same time
+    (training holds the folder with ``hold_folder`` first).
     """
     if not os.path.isdir(folder):
         return []
@@ -58,3 +89,75 @@ def remove_stale_temporaries(folder: str) -> List[str]:
             os.remove(path)
             removed.append(path)
     return sorted(removed)
+
+
+class FolderLockedError(FileExistsError):
+    """Another live process holds the folder (or one on another host may); the message names it."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _read_owner(lock: str) -> Optional[List[str]]:
+    """[pid, host] written in `lock`, or None when it is gone or holds something else."""
+    try:
+        with open(lock) as f:
+            fields = f.read().split()
+    except FileNotFoundError:
+        return None
+    return fields if len(fields) == 2 and fields[0].isdigit() else None
+
+
+@contextlib.contextmanager
+def hold_folder(folder: str, what: str, notes: Optional[List[str]] = None) -> Iterator[str]:
+    """Hold `folder` (created if needed) for this process until the block ends, however it ends.
+
+    The lock is the file LOCK_NAME in `folder`, created with O_CREAT|O_EXCL and holding
+    "<pid> <host>". One left by a dead process on this host (a kill -9, a power cut) is
+    stale: it is replaced, and a line saying so is appended to `notes`. A live owner, or
+    one on another host (whose pid cannot be checked from here), raises FolderLockedError
+    naming `what` (e.g. 'MODEL.SESSION x'), the owner and the lock file. A folder this
+    call created is removed again if it is still empty when the block ends.
+    """
+    created = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    lock, host, me = os.path.join(folder, LOCK_NAME), socket.gethostname(), str(os.getpid())
+    # The folder's own flock serialises taking and replacing the lock among processes on this
+    # host: without it two runs could both find the same stale lock, and the second would
+    # delete the lock the first had just written.
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        owner = _read_owner(lock)
+        if os.path.exists(lock):
+            if owner is None or (owner[1] == host and not _pid_alive(int(owner[0]))):
+                os.remove(lock)
+                if notes is not None:
+                    left = f'by process {owner[0]}, no longer running' if owner else 'unreadable'
+                    notes.append(f'replaced the stale lock {lock} ({left})')
+            else:
+                where = 'this host' if owner[1] == host else f'host {owner[1]}'
+                raise FolderLockedError(
+                    f'{what} is in use by process {owner[0]} on {where} (lock {lock}); wait for it to finish, '
+                    'or choose another MODEL.SESSION' +
+                    ('' if owner[1] == host else f'; if no run is active on {owner[1]}, delete the lock'))
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK)
+        with os.fdopen(fd, 'w') as f:
+            f.write(f'{me} {host}\n')
+    finally:
+        os.close(dir_fd)  # closing releases the flock
+    try:
+        yield lock
+    finally:
+        if _read_owner(lock) == [me, host]:
+            os.remove(lock)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only succeeds when empty

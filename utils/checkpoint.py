@@ -3,12 +3,14 @@
 Every script loads weights through ``load_weights`` / ``build_model``, so the
 same rules hold everywhere: ``torch.load(weights_only=True)`` (a checkpoint
 cannot run code), any device's file loads on any device, DataParallel
-(``module.``) and torch.compile (``_orig_mod.``) prefixes are removed, and a
-file that does not fit the model says why, and which preset it does fit.
+(``module.``) and torch.compile (``_orig_mod.``) prefixes are removed, a
+file that does not fit the model says why, and which preset it does fit, a
+recorded ``model_config`` is checked before anything is built from it, and
+weights holding NaN or infinity are refused (they restore every image black).
 """
 import os
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -16,10 +18,20 @@ from MPRNet import MPRNet, PRESETS, canonical_task
 from utils.atomic import write_atomically
 
 __all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'CheckpointReadError', 'load_checkpoint_file', 'extract_state_dict',
-           'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset', 'recorded_task']
+           'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset', 'recorded_task',
+           'check_task', 'check_model_config', 'check_fits', 'MODEL_CONFIG_LIMITS']
 
 OFFICIAL_WEIGHTS_URL = 'https://github.com/swz30/MPRNet#pretrained-models (Google Drive links per task)'
 _PREFIXES = ('module.', '_orig_mod.')
+
+# What a recorded model_config may hold: MPRNet's constructor arguments, each an int within
+# (low, high), and bias a bool. The bounds are far beyond the released widths (n_feat 40-96) yet
+# small enough that a damaged or hand-edited value cannot allocate gigabytes before it is refused.
+MODEL_CONFIG_LIMITS: Dict[str, Tuple[int, int]] = {
+    'in_c': (3, 3), 'out_c': (3, 3),  # the network hard-wires 3 image channels
+    'n_feat': (1, 512), 'scale_unetfeats': (0, 512), 'scale_orsnetfeats': (0, 512), 'num_cab': (1, 64),
+    'kernel_size': (1, 15), 'reduction': (1, 512),
+}
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -82,16 +94,9 @@ def _describe(model: MPRNet) -> str:
     return f'the {name} model ({widths})' if name else f'a custom MPRNet ({widths})'
 
 
-def load_weights(model: MPRNet, source: Any, source_name: str = 'checkpoint') -> MPRNet:
-    """Load `source` (a path, or an already loaded checkpoint object) strictly into `model`.
-
-    Raises CheckpointMismatchError listing missing, unexpected and mis-shaped
-    keys, and naming the preset the file does match.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        source_name = str(source)
-        source = load_checkpoint_file(source_name)
-    state = extract_state_dict(source)
+def check_fits(model: MPRNet, state: Mapping[str, torch.Tensor], source_name: str) -> None:
+    """CheckpointMismatchError listing missing, unexpected and mis-shaped keys of `state` for `model`
+    (which may live on the meta device), and naming the preset the file does match."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -110,9 +115,60 @@ def load_weights(model: MPRNet, source: Any, source_name: str = 'checkpoint') ->
             lines.append(f"  this looks like the {found} model (n_feat={PRESETS[found]['n_feat']}); "
                          f'you asked for {asked}')
         raise CheckpointMismatchError('\n'.join(lines))
+
+
+def load_weights(model: MPRNet, source: Any, source_name: str = 'checkpoint') -> MPRNet:
+    """Load `source` (a path, or an already loaded checkpoint object) strictly into `model`.
+
+    Raises CheckpointMismatchError when the tensors do not fit (``check_fits``) and
+    CheckpointReadError naming the first tensor holding NaN or infinity.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        source_name = str(source)
+        source = load_checkpoint_file(source_name)
+    state = extract_state_dict(source)
+    check_fits(model, state, source_name)
+    _check_finite(state, source_name)
     # The one shared PReLU sits under every block's key; each copy lands in the same parameter.
     model.load_state_dict(state, strict=True)
     return model
+
+
+def _check_finite(state: Mapping[str, torch.Tensor], source_name: str) -> None:
+    """CheckpointReadError naming the first tensor that holds NaN or infinity."""
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointReadError(f'{source_name}: tensor {key} holds {bad} NaN or infinite value(s) of '
+                                      f'{value.numel()}; these weights are damaged (a diverged run?) and would '
+                                      'restore every image black; use an earlier checkpoint')
+
+
+def check_model_config(config: Any, source_name: str) -> Dict[str, Any]:
+    """A recorded model_config as MPRNet keyword arguments, or CheckpointMismatchError saying what is wrong
+    (unknown key, wrong type, out of range), before any model is built from it."""
+    if not isinstance(config, Mapping):
+        raise CheckpointMismatchError(f'{source_name}: model_config is a {type(config).__name__}, expected a '
+                                      'dict of MPRNet arguments; the file is damaged or not one of ours')
+    known = (*MODEL_CONFIG_LIMITS, 'bias')
+    for key, value in config.items():
+        if key not in known:
+            raise CheckpointMismatchError(f'{source_name}: model_config has an unknown key {key!r} (known: '
+                                          f"{', '.join(known)}); the file is damaged or not one of ours")
+        if key == 'bias':
+            if not isinstance(value, bool):
+                raise CheckpointMismatchError(f'{source_name}: model_config bias must be true or false, got '
+                                              f'{value!r}')
+            continue
+        low, high = MODEL_CONFIG_LIMITS[key]
+        # bool is an int to Python, but True is no width.
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise CheckpointMismatchError(f'{source_name}: model_config {key} must be an integer from {low} to '
+                                          f'{high}, got {value!r}; the file is damaged or not one of ours')
+    if 'reduction' in config and 'n_feat' in config and config['reduction'] > config['n_feat']:
+        raise CheckpointMismatchError(f"{source_name}: model_config reduction {config['reduction']} is larger than "
+                                      "n_feat; channel attention would have no channels")
+    return dict(config)
 
 
 def recorded_task(checkpoint: Any) -> Optional[str]:
@@ -133,24 +189,39 @@ def recorded_task(checkpoint: Any) -> Optional[str]:
     return None
 
 
+def check_task(checkpoint: Any, task: str, source_name: str,
+               hint: str = 'Use the {task} weights, or run --task {trained_for}') -> None:
+    """CheckpointMismatchError when `checkpoint` records a task other than `task` (recorded_task);
+    `hint` says what to do instead, with {task} and {trained_for} filled in (default: the
+    command-line advice of the inference scripts)."""
+    trained_for = recorded_task(checkpoint)
+    if trained_for is not None and trained_for != task:
+        raise CheckpointMismatchError(f'{source_name} was trained for {trained_for} (recorded in the checkpoint); '
+                                      f'you asked for {task}. ' + hint.format(task=task, trained_for=trained_for))
+
+
 def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool = False,
                 **model_kwargs) -> MPRNet:
     """MPRNet for `task`, with weights loaded if given.
 
     A checkpoint of ours that records its model configuration (``model_config``)
-    builds that configuration (e.g. a compact model for any task); otherwise
-    the task's preset is used. A checkpoint that records another task is
+    builds that configuration (e.g. a compact model for any task), once it is
+    checked (``check_model_config``) and its shapes match the file's tensors;
+    otherwise the task's preset is used. A checkpoint that records another task is
     refused (CheckpointMismatchError) unless `allow_other_task`.
     """
     task = canonical_task(task)
     checkpoint = load_checkpoint_file(weights) if weights else None
-    trained_for = recorded_task(checkpoint)
-    if trained_for is not None and trained_for != task and not allow_other_task:
-        raise CheckpointMismatchError(f'{weights} was trained for {trained_for} (recorded in the checkpoint); you '
-                                      f'asked for {task}. Use the {task} weights, or run --task {trained_for}')
+    if not allow_other_task:
+        check_task(checkpoint, task, weights)
     config = dict(PRESETS[task])
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('model_config'), Mapping):
-        config = dict(checkpoint['model_config'])
+    if isinstance(checkpoint, Mapping) and 'model_config' in checkpoint:
+        config = check_model_config(checkpoint['model_config'], weights)
+        # Shapes first, on the meta device (no memory): a config that does not fit the file's
+        # tensors is refused before the real model is allocated.
+        with torch.device('meta'):
+            shapes_only = MPRNet(**config)
+        check_fits(shapes_only, extract_state_dict(checkpoint), weights)
     model = MPRNet(**config, **model_kwargs)
     if checkpoint is not None:
         load_weights(model, checkpoint, source_name=weights)
@@ -159,5 +230,17 @@ def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool
 
 def save_atomic(obj: Any, path: str) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`
-    (utils.atomic): a crash or kill mid-write leaves the previous file intact."""
-    write_atomically(path, lambda f: torch.save(obj, f), durable=True)
+    (utils.atomic): a crash, a kill or a failed write leaves the previous file intact. A failed
+    write (a full disk, a file-size limit) raises OSError naming `path`."""
+    write_atomically(path, lambda f: _torch_save(obj, f), durable=True)
+
+
+def _torch_save(obj: Any, f: BinaryIO) -> None:
+    """torch.save, re-raising the OSError of a failed write, which torch.save hides behind a
+    RuntimeError ("unexpected pos ...") when it closes its zip writer."""
+    try:
+        torch.save(obj, f)
+    except RuntimeError as err:
+        if isinstance(err.__context__, OSError):
+            raise err.__context__ from None
+        raise

@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from losses import MultiStageLoss
 from MPRNet import MPRNet, PRESETS, canonical_task
-from utils.checkpoint import CheckpointMismatchError, load_checkpoint_file, load_weights, save_atomic
+from utils.atomic import hold_folder, remove_stale_temporaries
+from utils.checkpoint import CheckpointMismatchError, check_task, load_checkpoint_file, load_weights, save_atomic
 from utils.config import ConfigError
 from utils.distributed import (DistInfo, ShardSampler, all_reduce_sum, init_distributed, select_gpus,
                                shutdown_distributed)
@@ -35,8 +36,9 @@ from utils.schedule import WarmupCosineSchedule
 from utils.seeding import (EpochIndexSampler, SeededSamples, capture_rng_state, derive_seed, restore_rng_state,
                            seed_everything, seed_worker)
 
-__all__ = ['NonFiniteLossError', 'build_datasets', 'build_dataloaders', 'model_kwargs_from_config',
-           'psnr_per_image', 'validation_steps', 'is_validation_epoch', 'Trainer', 'fit', 'run_dirs']
+__all__ = ['NonFiniteLossError', 'CheckpointWriteError', 'build_datasets', 'build_dataloaders',
+           'model_kwargs_from_config', 'psnr_per_image', 'validation_steps', 'is_validation_epoch', 'Trainer',
+           'fit', 'run_dirs']
 
 AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 MIXUP_ALPHA = 0.6  # published Beta(0.6, 0.6)
@@ -44,6 +46,11 @@ MIXUP_ALPHA = 0.6  # published Beta(0.6, 0.6)
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; training stops."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, a file-size limit); training stops, and the
+    message names the last good checkpoint. Not an OSError: the command line gives it its own exit code."""
 
 
 def _check_folder(path: str, key: str) -> None:
@@ -219,6 +226,26 @@ class Trainer:
         # x axis of a learning curve (wall time depends on what else the machine does).
         self.cpu_seconds = 0.0
         self.best_epoch = 0
+        self.latest_path: Optional[str] = None  # the session's model_latest.pth (set by fit)
+        self.latest_epoch = 0     # the epoch model_latest.pth is known to hold; 0 = none written or resumed
+
+    def last_good(self) -> str:
+        """What a run that stops now leaves behind, for the messages that stop it."""
+        if self.latest_epoch > 0:
+            return f'the last good checkpoint is {self.latest_path or "model_latest.pth"} (epoch {self.latest_epoch})'
+        if self.latest_path and os.path.isfile(self.latest_path):
+            return f'{self.latest_path} was not written by this run and is unchanged'
+        return 'no epoch was completed, so no checkpoint was written'
+
+    def save(self, state: Dict[str, Any], path: str) -> None:
+        """save_atomic, or CheckpointWriteError naming the file, the reason and the last good checkpoint."""
+        try:
+            save_atomic(state, path)
+        except OSError as err:  # save_atomic's message names the file and the reason
+            raise CheckpointWriteError(f'{err}. Training stopped in epoch {state["epoch"]}; {self.last_good()}; '
+                                       'free space and continue with TRAINING.RESUME True') from err
+        if path == self.latest_path:
+            self.latest_epoch = int(state['epoch'])
 
     def _adam_kernel(self) -> Dict[str, bool]:
         """Adam implementation flags: the fused kernel if OPTIM.FUSED_ADAM, else PyTorch's default."""
@@ -267,10 +294,8 @@ class Trainer:
         # One small all-reduce: every process sees the same value and stops together on NaN.
         value = all_reduce_sum(loss.detach().clone()).item() / self.dist.world_size
         if not math.isfinite(value):
-            kept = ('model_latest.pth holds the last completed epoch' if self.epoch > 0 else
-                    'no epoch was completed, so no checkpoint was written')
             raise NonFiniteLossError(f'training loss is {value} at epoch {epoch}, step {step}: training stopped '
-                                     f'before this step updated the weights. {kept}; try a lower '
+                                     f'before this step updated the weights; {self.last_good()}; try a lower '
                                      'OPTIM.LR_INITIAL or OPTIM.AMP off/bf16')
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -329,6 +354,9 @@ class Trainer:
         if not isinstance(ckpt, dict) or 'epoch' not in ckpt or 'optimizer' not in ckpt:
             raise CheckpointMismatchError(f'{path} cannot resume training: it needs the keys epoch, state_dict '
                                           'and optimizer; a weights-only file holds no optimizer state to resume')
+        # Another task's run would carry its best PSNR over, and model_best.pth might never be written.
+        check_task(ckpt, canonical_task(self.cfg.MODEL.MODE), path,
+                   hint='Resume a {task} run, or set MODEL.MODE {trained_for} to continue that one')
         load_weights(self.model, ckpt, source_name=path)
         saved = ckpt['optimizer']
         for group in saved['param_groups']:
@@ -350,6 +378,8 @@ class Trainer:
         self.best_psnr = float(ckpt.get('best_psnr', float('-inf')))
         self.cpu_seconds = float(ckpt.get('cpu_seconds', 0.0))
         self.best_epoch = int(ckpt.get('best_epoch', 0))
+        if self.latest_path and os.path.abspath(path) == os.path.abspath(self.latest_path):
+            self.latest_epoch = self.epoch
         if ckpt.get('world_size', self.dist.world_size) != self.dist.world_size:
             notes.append(f"the checkpoint was trained by {ckpt['world_size']} processes, this run has "
                          f'{self.dist.world_size}: the data order differs from an uninterrupted run')
@@ -448,14 +478,27 @@ def fit(cfg, device: str = 'auto', resume: Optional[str] = None) -> Dict[str, An
 def _fit(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]) -> Dict[str, Any]:
     check_training_options(cfg)
     model_dir, log_dir = run_dirs(cfg)
-    resume_path = _resume_path(cfg, resume, model_dir)
-    if dist_info.is_main:
-        from utils.atomic import remove_stale_temporaries
+    if not dist_info.is_main:  # one lock per run: rank 0 holds the folder for all its processes
+        return _train(cfg, device, dist_info, resume, model_dir, log_dir)
+    # Held from before the first check of the folder until the process ends (exceptions and
+    # SIGTERM included, see utils/train_cli.py): a second run of the session is refused at once,
+    # not after its first epoch.
+    notes: List[str] = []
+    with hold_folder(model_dir, f'MODEL.SESSION {cfg.MODEL.SESSION} ({model_dir})', notes):
+        for note in notes:
+            tqdm.write(f'note: {note}')
         for path in remove_stale_temporaries(model_dir):
             tqdm.write(f'note: removed {path}, left by a checkpoint write that was killed')
+        return _train(cfg, device, dist_info, resume, model_dir, log_dir)
+
+
+def _train(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str], model_dir: str,
+           log_dir: str) -> Dict[str, Any]:
+    resume_path = _resume_path(cfg, resume, model_dir)
     seed_everything(cfg.TRAINING.SEED)  # before the model is built: the published initialisation
     train_loader, sampler, val_loader = build_dataloaders(cfg, dist_info, device)
     trainer = Trainer(cfg, device, dist_info)
+    trainer.latest_path = os.path.join(model_dir, 'model_latest.pth')
     log = _RunLog(log_dir, dist_info.is_main)
     if len(cfg.GPU) > 1 and device.type == 'cuda' and not dist_info.enabled:
         log.line(f'note: GPU lists {len(cfg.GPU)} GPUs but one process trains on one; use all with '
@@ -517,7 +560,7 @@ def _run_epoch(cfg, trainer: Trainer, epoch: int, train_loader: DataLoader, samp
             if psnr > trainer.best_psnr:
                 trainer.best_psnr, trainer.best_epoch = psnr, epoch
                 if is_main:
-                    save_atomic(trainer.checkpoint(epoch, step, steps), os.path.join(model_dir, 'model_best.pth'))
+                    trainer.save(trainer.checkpoint(epoch, step, steps), os.path.join(model_dir, 'model_best.pth'))
             log.line(f'[epoch {epoch} step {step}/{steps}] PSNR {psnr:.4f}  best {trainer.best_psnr:.4f} '
                      f'(epoch {trainer.best_epoch})')
     bar.close()
@@ -526,9 +569,10 @@ def _run_epoch(cfg, trainer: Trainer, epoch: int, train_loader: DataLoader, samp
     trainer.cpu_seconds += cpu_seconds
     if is_main:
         state = trainer.checkpoint(epoch, steps, steps)
+        # model_latest.pth first: on a full disk the resumable state matters most.
+        trainer.save(state, os.path.join(model_dir, 'model_latest.pth'))
         if val_at:
-            save_atomic(state, os.path.join(model_dir, f'model_epoch_{epoch}.pth'))
-        save_atomic(state, os.path.join(model_dir, 'model_latest.pth'))
+            trainer.save(state, os.path.join(model_dir, f'model_epoch_{epoch}.pth'))
     seconds, mean_loss = time.perf_counter() - start, loss_sum / steps
     log.scalars({'epoch/loss': mean_loss, 'epoch/lr': lr}, epoch * steps)
     shown = f'{psnr:.4f}' if psnr is not None else '-'

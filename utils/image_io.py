@@ -199,20 +199,27 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
 
 
 def load_mat_array(path: str, key: str) -> np.ndarray:
-    """Array `key` of a MATLAB .mat file: v5 through scipy, v7.3 (HDF5) through h5py in MATLAB's axis order."""
+    """Array `key` of a MATLAB .mat file: v5 through scipy, v7.3 (HDF5) through h5py in MATLAB's axis order.
+
+    A file that cannot be read (empty, not a .mat file, truncated) raises ValueError naming it.
+    """
     import h5py
     import scipy.io
     if not os.path.isfile(path):
         raise FileNotFoundError(f'file not found: {path}')
-    if h5py.is_hdf5(path):  # MATLAB v7.3 stores arrays column-major: h5py sees the axes reversed
-        with h5py.File(path, 'r') as f:
-            if key not in f:
-                raise ValueError(f'{path} has no variable {key!r} (it has: {", ".join(f.keys())})')
-            return np.asarray(f[key]).T
     try:
+        if h5py.is_hdf5(path):  # MATLAB v7.3 stores arrays column-major: h5py sees the axes reversed
+            with h5py.File(path, 'r') as f:
+                if key not in f:
+                    raise KeyError(f'it has: {", ".join(f.keys())}')
+                return np.asarray(f[key]).T
         data = scipy.io.loadmat(path, variable_names=[key])
-    except ValueError as err:
-        raise ValueError(f'cannot read {path} as a .mat file: {err}') from err
+    except KeyError as err:
+        raise ValueError(f'{path} has no variable {key!r} ({err.args[0]})') from err
+    except Exception as err:  # scipy and h5py raise MatReadError, ValueError, OSError... on damaged files
+        reason = ' '.join(str(err).split()) or type(err).__name__
+        raise ValueError(f'cannot read {path} as a .mat file ({reason}): it is empty, damaged or partly '
+                         'downloaded') from err
     if key not in data:
         raise ValueError(f'{path} has no variable {key!r}')
     return data[key]

@@ -2,21 +2,30 @@
 
 ``script_main`` makes the whole of a task's train.py: ``train_main`` loads the config
 (utils/config.py) and runs ``utils.engine.fit``. Errors a user can fix (a bad
-key, a missing folder, a session that exists, a NaN loss, a checkpoint of
-another model) end the program with one line and an exit code, not a traceback.
+key, a missing folder, a session that exists or is in use by another run, a
+NaN loss, a checkpoint of another model or task, a disk that fills up) end the
+program with one line and an exit code (README, "Training"), not a traceback.
 """
 import argparse
+import contextlib
 import functools
 import os
+import signal
 import sys
-from typing import Any, Callable, Dict, Optional, Sequence
+import threading
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from utils.allocator import keep_freed_memory
 from utils.checkpoint import CheckpointMismatchError, CheckpointReadError
 from utils.config import ConfigError, add_config_arguments, config_from_args
-from utils.engine import NonFiniteLossError, fit
+from utils.engine import CheckpointWriteError, NonFiniteLossError, fit
 
-__all__ = ['USAGE', 'add_run_arguments', 'script_main', 'train_main', 'train_from_args']
+__all__ = ['USAGE', 'EXIT_TRAINED', 'EXIT_NON_FINITE_LOSS', 'EXIT_NOT_STARTED', 'EXIT_CHECKPOINT_WRITE',
+           'EXIT_INTERRUPTED', 'EXIT_TERMINATED', 'add_run_arguments', 'script_main', 'train_main', 'train_from_args']
+
+# Exit codes of train.py (listed in README, "Training").
+EXIT_TRAINED, EXIT_NON_FINITE_LOSS, EXIT_NOT_STARTED, EXIT_CHECKPOINT_WRITE = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as a shell reports them
 
 USAGE = """\
 Paths in the config are relative to the current directory; a task's training.yml
@@ -56,31 +65,64 @@ def train_main(config_path: str, description: str, argv: Optional[Sequence[str]]
     return train_from_args(parser.parse_args(argv))
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (kill, a job scheduler, torchrun stopping its workers). A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` swallows it while ``finally`` blocks run:
+    the session's lock is released and no checkpoint is left half-written."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated instead of ending the process on the spot
+    (which would leave the session locked until the next run finds the lock stale)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def train_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     """Load the config named by parsed train.py arguments and run ``fit``.
 
     Errors end the program with one line on stderr: exit 2 for what stops a run
-    before it trains (options, YAML, data, checkpoints), 1 for a NaN or infinite
-    loss during training, 130 for Ctrl-C.
+    before it trains (options, YAML, data, checkpoints, a session in use by
+    another run), 1 for a NaN or infinite loss during training, 3 for a
+    checkpoint that cannot be written (the disk is full), 130 for Ctrl-C and
+    143 for SIGTERM.
     """
     keep_freed_memory()
     stray = [a for a in args.opts or [] if a.startswith('--')]
     if stray:
         print(f'error: option {stray[0]} after KEY VALUE overrides: put --config, --device and --resume before '
               'the overrides', file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(EXIT_NOT_STARTED)
+    stopped = 'model_latest.pth holds the last completed epoch; continue with TRAINING.RESUME True'
     try:
-        cfg = config_from_args(args)
-        return fit(cfg, device=args.device, resume=args.resume)
+        with _sigterm_raises():
+            cfg = config_from_args(args)
+            return fit(cfg, device=args.device, resume=args.resume)
     except NonFiniteLossError as err:  # training had started: exit 1
         print(f'error: {err}', file=sys.stderr)
-        raise SystemExit(1) from err
+        raise SystemExit(EXIT_NON_FINITE_LOSS) from err
+    except CheckpointWriteError as err:  # the message names the file, the reason and the last good checkpoint
+        print(f'error: {err}', file=sys.stderr)
+        raise SystemExit(EXIT_CHECKPOINT_WRITE) from err
     except (ConfigError, OSError, ValueError, CheckpointMismatchError, CheckpointReadError) as err:
         # Options, data or checkpoints that cannot serve: one line, exit 2, before training starts
         # (the data scan and the option checks run before the first step).
         print(f'error: {err}', file=sys.stderr)
-        raise SystemExit(2) from err
+        raise SystemExit(EXIT_NOT_STARTED) from err
     except KeyboardInterrupt:
-        print('\ninterrupted: model_latest.pth holds the last completed epoch; continue with '
-              'TRAINING.RESUME True', file=sys.stderr)
-        raise SystemExit(130)
+        print(f'\ninterrupted: {stopped}', file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED)
+    except Terminated:
+        print(f'terminated (SIGTERM): {stopped}', file=sys.stderr)
+        raise SystemExit(EXIT_TERMINATED)

@@ -16,8 +16,9 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
-from MPRNet import canonical_task
-from utils.checkpoint import OFFICIAL_WEIGHTS_URL, load_checkpoint_file, recorded_task, save_atomic
+from MPRNet import MPRNet, canonical_task
+from utils.checkpoint import (OFFICIAL_WEIGHTS_URL, check_model_config, check_task, load_checkpoint_file,
+                              load_weights, save_atomic)
 
 __all__ = ['REPO_ROOT', 'WEIGHT_CHOICES', 'WeightsNotFoundError', 'official_paths', 'bundled_path',
            'resolve_weights', 'bundle_checkpoint']
@@ -83,17 +84,23 @@ def bundle_checkpoint(checkpoint: str, out: str, task: str, extra: Mapping[str, 
 
     fp16 halves the file; the loader casts the tensors back to float32 (the
     rounding changes restored images by far less than one 8-bit level).
+    The release is loaded into its model before it is written, exactly as
+    ``build_model`` will load it (configuration checked, shapes, finite
+    values, including any that overflow fp16): a file that would not load is
+    never written, and `out` is never the `checkpoint` itself.
     """
     task = canonical_task(task)
+    if os.path.exists(out) and os.path.samefile(out, checkpoint):
+        raise ValueError(f'{out} is the checkpoint being bundled; write the release file under another name')
     ckpt = load_checkpoint_file(checkpoint)
     if not isinstance(ckpt, Mapping) or 'state_dict' not in ckpt or 'model_config' not in ckpt:
         raise ValueError(f'{checkpoint} is not a training checkpoint of this project (needs state_dict and '
                          'model_config)')
-    trained_for = recorded_task(ckpt)
-    if trained_for is not None and trained_for != task:
-        raise ValueError(f'{checkpoint} was trained for {trained_for}, not {task}')
+    check_task(ckpt, task, checkpoint, hint='Bundle it with --task {trained_for}')
+    config = check_model_config(ckpt['model_config'], checkpoint)
     state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in ckpt['state_dict'].items()}
-    release = {'state_dict': state, 'task': task, 'model_config': dict(ckpt['model_config']),
+    release = {'state_dict': state, 'task': task, 'model_config': config,
                'epoch': int(ckpt.get('epoch', 0)), **dict(extra)}
+    load_weights(MPRNet(**config), release, source_name=f'{checkpoint} (as fp16 for {out})')
     save_atomic(release, out)
     return release
