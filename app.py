@@ -14,8 +14,12 @@ responsive meanwhile. The server listens on 127.0.0.1 only, unless ``--host``
 says otherwise; ``--share`` (off) would publish it through a Gradio link.
 """
 import argparse
+import contextlib
+import errno
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -30,11 +34,11 @@ import numpy as np
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
 from utils.checkpoint import build_model
-from utils.cli import (DEFAULT_OVERLAP, UsageError, add_model_arguments, add_tiling_arguments,
-                       check_inference_arguments, memory_budget)
-from utils.data_check import image_size
-from utils.image_io import IMAGE_EXTENSIONS, image_to_tensor, read_image, tensor_to_image, to_uint8, write_image
-from utils.inference import PRECISION_CHOICES, Restorer, choose_precision, resolve_device
+from utils.cli import (DEFAULT_OVERLAP, UsageError, add_model_arguments, add_pixel_limit_argument,
+                       add_tiling_arguments, check_inference_arguments, memory_budget)
+from utils.image_io import (IMAGE_EXTENSIONS, ImageTooLargeError, image_to_tensor, read_image, tensor_to_image,
+                            to_uint8, write_image)
+from utils.inference import PRECISION_CHOICES, NonFiniteOutputError, Restorer, choose_precision, resolve_device
 from utils.tiling import check_tile_options
 from utils.weights import REPO_ROOT, WEIGHT_CHOICES, WeightsNotFoundError, resolve_weights
 
@@ -138,7 +142,7 @@ class Models:
                     model = build_model(task, path)
                     restorer = Restorer(model, self.device, precision=precision, fast=fast, tile=self.tile,
                                         tile_overlap=self.tile_overlap, auto_tile=True, memory_budget=budget,
-                                        progress=relay)
+                                        progress=relay, refuse_non_finite=True)
                 except (RuntimeError, ValueError) as err:  # damaged or mismatched weights, fp16 on a CPU
                     raise AppError(str(err).splitlines()[0]) from err
                 self._loaded[task] = LoadedModel(task, restorer, path, kind, mode, relay)
@@ -179,13 +183,10 @@ def image_notes(path: str, name: str) -> List[str]:
     return notes
 
 
-def check_size(name: str, width: int, height: int, max_megapixels: float) -> None:
-    """AppError when the image has more pixels than the page accepts."""
-    megapixels = width * height / 1e6
-    if megapixels > max_megapixels:
-        raise AppError(f'{name} is {width}x{height} ({megapixels:.1f} megapixels); this page restores up to '
-                       f'{max_megapixels:g} (app.py --max_megapixels). For larger images use '
-                       f'demo.py --tile 512')
+def too_large(name: str, err: ImageTooLargeError) -> AppError:
+    """The page's message for an image above its pixel limit: what the page allows and where to go."""
+    return AppError(f'{name} is {err.width}x{err.height} ({err.megapixels:.1f} megapixels); this page restores up '
+                    f'to {err.max_megapixels:g} (app.py --max_megapixels). For larger images use demo.py --tile 512')
 
 
 def load_upload(path: Optional[str],
@@ -193,7 +194,9 @@ def load_upload(path: Optional[str],
     """Read an uploaded file like the demo does: (float32 RGB HxWx3 in [0, 1], bit depth, notes).
 
     Raises AppError with the demo's wording for a missing file, a file that is
-    not a supported image, one that cannot be decoded, and one that is too large.
+    not a supported image, one that cannot be decoded, and one that is too large
+    (the reader checks the size from the header before decoding, whatever the
+    format; a header it cannot read is refused).
     """
     if not path:
         raise AppError('no image yet: drop an image on the page or click to pick one')
@@ -201,16 +204,11 @@ def load_upload(path: Optional[str],
     if not name.lower().endswith(IMAGE_EXTENSIONS):
         raise AppError(f'{name} is not a supported image; use one of: {", ".join(IMAGE_EXTENSIONS)}')
     try:
-        size = image_size(path)  # from the header: a huge image is refused before it is decoded
-    except ValueError:
-        size = None  # a header Pillow cannot read: read_image below decides, and names the problem
-    if size:
-        check_size(name, *size, max_megapixels)
-    try:
-        img, bit_depth = read_image(path)
+        img, bit_depth = read_image(path, max_megapixels)
+    except ImageTooLargeError as err:
+        raise too_large(name, err) from err
     except (ValueError, FileNotFoundError) as err:
         raise AppError(str(err).replace(path, name)) from err
-    check_size(name, img.shape[1], img.shape[0], max_megapixels)
     return img, bit_depth, image_notes(path, name)
 
 
@@ -252,6 +250,8 @@ def restore(path: Optional[str], task: str, models: Models, out_dir: str,
     start = time.perf_counter()
     try:
         restored = tensor_to_image(loaded.restorer(image_to_tensor(img)[None])[0])
+    except NonFiniteOutputError as err:
+        raise AppError(str(err)) from err
     finally:
         loaded.progress.target = None
     seconds = time.perf_counter() - start
@@ -380,8 +380,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_tiling_arguments(parser)
     parser.add_argument('--weights_root', default=REPO_ROOT,
                         help='folder that holds pretrained_models/ (default: this repository)')
-    parser.add_argument('--max_megapixels', type=float, default=DEFAULT_MAX_MEGAPIXELS,
-                        help=f'largest image the page accepts, in megapixels (default {DEFAULT_MAX_MEGAPIXELS:g})')
+    add_pixel_limit_argument(parser, DEFAULT_MAX_MEGAPIXELS)
     parser.add_argument('--max_upload_mb', type=int, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f'largest upload in MB (default {DEFAULT_MAX_UPLOAD_MB})')
     parser.add_argument('--max_queue', type=int, default=DEFAULT_MAX_QUEUE,
@@ -390,14 +389,57 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_listen_address(host: str, port: int) -> None:
+    """UsageError naming --host or --port when the page could not listen there: a port out of
+    range, a host that is no address, an address not on this computer, a port in use. Checked
+    by binding a socket once before the (slow) page is built, so each gets its own message."""
+    if not 1 <= port <= 65535:
+        raise UsageError(f'--port must be between 1 and 65535, got {port}')
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise UsageError(f'--host {host} is not an address or a name this computer can resolve; use e.g. '
+                         '127.0.0.1 (this computer) or 0.0.0.0 (the network)') from err
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise UsageError(f'port {port} on {host} is taken; choose another --port') from err
+            if err.errno == errno.EACCES:
+                raise UsageError(f'port {port} needs administrator rights; choose a --port above 1023') from err
+            raise UsageError(f'cannot listen on {host}:{port} ({err.strerror}); --host must be an address of '
+                             'this computer, e.g. 127.0.0.1 or 0.0.0.0') from err
+
+
+def _stop(signum: int, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the server as Ctrl-C does, through every finally
+
+
+@contextlib.contextmanager
+def results_folder():
+    """A temporary folder for the restored photos, removed however the server stops: Ctrl-C,
+    an error, or SIGTERM (``timeout``, ``kill``, a container stop), which by default would end
+    the process without running any cleanup and leave every restored photo behind."""
+    out_dir = tempfile.mkdtemp(prefix='mprnet-app-')
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield out_dir
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         check_inference_arguments(args)
-    except UsageError as err:
+        check_listen_address(args.host, args.port)
+        keep_freed_memory()  # as every entry point: no page faults on every request (utils/allocator.py)
+    except (UsageError, ValueError) as err:  # ValueError: a bad MPRNET_ALLOCATOR
         print(f'error: {err}', file=sys.stderr)
         return 2
-    keep_freed_memory()  # as every entry point: no page faults on every request (utils/allocator.py)
     try:
         gr = import_gradio()
         models = Models(args.device, args.precision, args.fast, args.tile, args.tile_overlap, args.weights,
@@ -407,23 +449,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     for line in models.status():
         print(line)
-    out_dir = tempfile.mkdtemp(prefix='mprnet-app-')
     try:
-        page = build_page(models, out_dir, args.max_megapixels)
-        page.queue(default_concurrency_limit=1, max_size=args.max_queue)
-        theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'],
-                                  font_mono=['ui-monospace', 'monospace'])  # no web fonts to fetch
-        page.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-                    allowed_paths=[out_dir, SAMPLES_DIR], max_file_size=f'{args.max_upload_mb}mb', theme=theme,
-                    show_error=False)
-    except OSError as err:  # the port is taken, or the address cannot be bound
-        print(f'error: cannot serve on {args.host}:{args.port} (the port is taken or the address cannot be '
-              f'bound: {err.strerror or "in use"}); try another --port', file=sys.stderr)
+        with results_folder() as out_dir:
+            page = build_page(models, out_dir, args.max_megapixels)
+            page.queue(default_concurrency_limit=1, max_size=args.max_queue)
+            theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'],
+                                      font_mono=['ui-monospace', 'monospace'])  # no web fonts to fetch
+            page.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
+                        allowed_paths=[out_dir, SAMPLES_DIR], max_file_size=f'{args.max_upload_mb}mb', theme=theme,
+                        show_error=False)
+    except OSError as err:  # taken between the check and the launch
+        print(f'error: cannot serve on {args.host}:{args.port} ({err.strerror or err}); try another --port',
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         pass
-    finally:
-        shutil.rmtree(out_dir, ignore_errors=True)
     return 0
 
 

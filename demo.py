@@ -7,7 +7,9 @@ it) or one image file. Results are PNGs named after their inputs (16-bit in,
 16-bit out). Weights: the official file when it is in pretrained_models/,
 else the compact models bundled in pretrained_models/synthetic/. Runs on CPU
 or GPU; large images are restored in overlapping tiles so memory stays within
---max_memory. --compare writes one picture of every input beside its result.
+--max_memory; images above --max_megapixels (from their headers, before
+decoding) are refused. --compare writes one picture of every input beside its
+result (never over an input or a result).
 
 Exit code 0: all restored; 1: some files failed (named); 2: nothing was run
 (bad options, no images, no weights, results that exist); 130: interrupted.
@@ -20,9 +22,11 @@ from typing import List, Optional
 
 from tqdm import tqdm
 
-from utils.cli import (TASK_METAVAR, UsageError, add_inference_arguments, check_inference_arguments,
-                       check_writable, load_restorer, plan_outputs, run_main, task_type)
+from utils.cli import (TASK_METAVAR, UsageError, add_inference_arguments, add_pixel_limit_argument,
+                       check_compare, check_inference_arguments, check_writable, load_restorer, plan_outputs,
+                       run_main, task_type)
 from utils.folder_restore import collect_inputs, restore_folder
+from utils.image_io import DEFAULT_MAX_MEGAPIXELS
 from utils.visualize import write_comparison
 from utils.weights import official_paths
 
@@ -42,8 +46,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser, 'auto', "checkpoint to load, or auto (default: the official pretrained_models/model_<task>.pth "
         "when present, else the bundled compact weights in pretrained_models/synthetic/), official or bundled",
         precision_default='auto', tiling=True)
+    add_pixel_limit_argument(parser, DEFAULT_MAX_MEGAPIXELS)
     parser.add_argument('--compare', default=None, metavar='PNG',
-                        help='also write one picture with every input beside its result, labelled, to this file')
+                        help='also write one picture with every input beside its result, labelled, to this file '
+                             '(never one of the inputs or results)')
     return parser.parse_args(argv)
 
 
@@ -70,13 +76,15 @@ def restore(argv: Optional[List[str]] = None) -> int:
     """Restore as the options say; returns the number of images that failed (errors raise)."""
     args = parse_args(argv)
     check_inference_arguments(args)
-    if args.compare and os.path.exists(args.compare) and not (args.overwrite or args.skip_existing):
-        raise UsageError(f'--compare {args.compare} already exists; pass --overwrite to replace it')
     files, input_folder, ignored = collect_inputs(args.input_dir)
     plan, skipped = plan_outputs(files, args.result_dir, args.overwrite, args.skip_existing, input_folder)
+    if args.compare:
+        check_compare(args.compare, files, plan + skipped, args.overwrite, args.skip_existing)
     progress = TileProgress()
     restorer, info = load_restorer(args.task, args, progress=progress)
     check_writable(args.result_dir)  # after the weights: a run refused for them leaves no empty folder
+    if args.compare:
+        check_writable(os.path.dirname(os.path.abspath(args.compare)), '--compare', 'the comparison picture')
     progress.restorer = restorer
     print(info)
     if args.weights == 'auto' and info.kind == 'bundled':
@@ -87,7 +95,8 @@ def restore(argv: Optional[List[str]] = None) -> int:
     if skipped:
         print(f'{len(skipped)} results already in {args.result_dir} kept (--skip_existing)')
     start = time.time()
-    failed = restore_folder(restorer, plan, batch_size=1, desc=args.task, bit_depth=None, keep_going=True)
+    failed = restore_folder(restorer, plan, batch_size=1, desc=args.task, bit_depth=None, keep_going=True,
+                            max_megapixels=args.max_megapixels)
     done = len(plan) - len(failed)
     print(f'{done} of {len(plan)} images restored in {time.time() - start:.1f} s; results in {args.result_dir}')
     if plan and not done:
@@ -96,7 +105,8 @@ def restore(argv: Optional[List[str]] = None) -> int:
         print(f'{len(failed)} failed: ' + ', '.join(failed), file=sys.stderr)
     if args.compare:
         pairs = [(src, dst) for src, dst in plan + skipped if src not in failed]
-        write_comparison(pairs, args.compare, title=f'{args.task}: {info.weights_label}')
+        write_comparison(pairs, args.compare, title=f'{args.task}: {info.weights_label}',
+                         max_megapixels=args.max_megapixels)
         print(f'comparison picture: {args.compare}')
     return len(failed)
 

@@ -38,10 +38,12 @@ def mprnet(task: str = 'Deblurring', weights: Optional[str] = 'auto', root: Opti
     'file' or None) say what was loaded. Raises ``utils.weights.WeightsNotFoundError`` with
     where to get the weights when they are missing.
     """
-    from MPRNet import MPRNet, canonical_task
+    from MPRNet import PRESETS, MPRNet, canonical_task
     from utils.checkpoint import build_model
     from utils.weights import resolve_weights
 
+    if not isinstance(task, str):  # canonical_task would fail on None with an AttributeError
+        raise ValueError(f"task must be one of {', '.join(PRESETS)} (any capitalisation), got {task!r}")
     task = canonical_task(task)
     if weights is None:
         model, path, kind = MPRNet.for_task(task), None, None

@@ -38,6 +38,14 @@ def tiny_model():
     return MPRNet(**TINY).eval()
 
 
+@pytest.fixture
+def tiny_weights(tmp_path, tiny_model):
+    """The tiny model saved with its configuration (what build_model reads), as a path."""
+    path = tmp_path / 'tiny.pth'
+    torch.save({'state_dict': tiny_model.state_dict(), 'model_config': tiny_model.config}, path)
+    return str(path)
+
+
 def png_header_only(width: int, height: int, chunks_after_idat: bytes = b'') -> bytes:
     """A PNG of width x height whose one IDAT holds a few bytes instead of the pixels: decoding it
     fails, so code that gets its size or orientation from it did not decode it."""

@@ -58,7 +58,8 @@ def keep_freed_memory() -> str:
         return _applied
     choice = os.environ.get(ENV_SWITCH, 'keep').strip().lower()
     if choice not in ('keep', 'system'):
-        raise ValueError(f"{ENV_SWITCH} must be 'keep' or 'system', got {choice!r}")
+        raise ValueError(f"the environment variable {ENV_SWITCH} must be 'keep' or 'system', got {choice!r}; "
+                         'unset it for the default (keep)')
     libc = _glibc()
     if choice == 'system':
         _applied = 'off'

@@ -15,6 +15,7 @@ ValueError / RuntimeError) for what stops them before any work, and return
 the number of failed items otherwise.
 """
 import argparse
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
 from utils.checkpoint import build_model
+from utils.image_io import IMAGE_EXTENSIONS
 from utils.inference import PRECISION_CHOICES, Restorer, choose_precision, resolve_device
 from utils.tiling import check_tile_options
 from utils.weights import WEIGHT_CHOICES, resolve_weights
@@ -32,11 +34,12 @@ from utils.weights import WEIGHT_CHOICES, resolve_weights
 __all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXIT_INTERRUPTED', 'task_type',
            'add_model_arguments', 'add_tiling_arguments', 'add_inference_arguments', 'add_test_script_arguments',
            'check_inference_arguments', 'memory_budget', 'load_restorer', 'refuse_existing', 'plan_outputs',
-           'check_writable', 'run_main']
+           'check_writable', 'check_compare', 'same_file', 'add_pixel_limit_argument', 'run_main']
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_OVERLAP = 32
 DEFAULT_CPU_MEMORY_GB = 3.0
+MIN_MEMORY_GB = 2 ** -10  # 1 MiB: less rounds to a budget of a few bytes, which no tile fits
 Pair = Tuple[str, str]
 
 
@@ -102,6 +105,18 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
                              f'{DEFAULT_CPU_MEMORY_GB:g} GB on the CPU; on a GPU 80%% of its free memory)')
 
 
+def add_pixel_limit_argument(parser: argparse.ArgumentParser, default: float) -> None:
+    """--max_megapixels: the reader's pixel limit (utils.image_io.read_image), checked from each
+    file's header before it is decoded."""
+    parser.add_argument('--max_megapixels', type=float, default=default, metavar='MP',
+                        help='largest image read, in megapixels, checked from the file header before decoding '
+                             '(default: %(default)g)')
+
+
+def _positive_finite(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
 def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
                             precision_default: str = 'fp32', tiling: bool = False,
                             batching: bool = False) -> None:
@@ -151,8 +166,13 @@ def check_inference_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f'--tile {args.tile} --tile_overlap {args.tile_overlap}: {err}') from err
     elif getattr(args, 'tile_overlap', 0) < 0:
         raise UsageError(f'--tile_overlap must be at least 0, got {args.tile_overlap}')
-    if getattr(args, 'max_memory', None) is not None and args.max_memory <= 0:
-        raise UsageError(f'--max_memory must be a positive number of GB, got {args.max_memory}')
+    max_memory = getattr(args, 'max_memory', None)
+    if max_memory is not None and not (math.isfinite(max_memory) and max_memory >= MIN_MEMORY_GB):
+        raise UsageError(f'--max_memory must be a finite number of GB, at least {MIN_MEMORY_GB:.6g} (1 MiB), '
+                         f'got {max_memory:g}')
+    max_megapixels = getattr(args, 'max_megapixels', None)
+    if max_megapixels is not None and not _positive_finite(max_megapixels):
+        raise UsageError(f'--max_megapixels must be a positive, finite number of megapixels, got {max_megapixels:g}')
 
 
 def memory_budget(max_memory_gb: Optional[float], device: torch.device) -> Optional[int]:
@@ -177,7 +197,7 @@ def load_restorer(task: str, args: argparse.Namespace, progress: Optional[Callab
     model = build_model(task, weights)
     restorer = Restorer(model, device, precision=precision, fast=fast, tile=getattr(args, 'tile', None),
                         tile_overlap=getattr(args, 'tile_overlap', DEFAULT_OVERLAP), auto_tile=tiling,
-                        memory_budget=budget, progress=progress)
+                        memory_budget=budget, progress=progress, refuse_non_finite=True)
     preset = model.preset_name() or f"compact (n_feat={model.config['n_feat']})"
     return restorer, RunInfo(task, preset, weights, kind, str(device), why)
 
@@ -197,7 +217,8 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
 
     Refused with UsageError: the input folder as the result folder, two inputs
     with one result name, and results that exist unless `overwrite` (replace
-    them) or `skip_existing` (leave them and skip those inputs).
+    them) or `skip_existing` (leave them and skip those inputs; empty files
+    are redone).
     """
     if input_folder is not None and os.path.realpath(result_dir) == os.path.realpath(input_folder):
         raise UsageError(f'--result_dir {result_dir} is the input folder; choose another folder so the inputs '
@@ -212,17 +233,21 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
         seen[dst] = src
     pairs = list(zip(inputs, outputs))
     existing = [pair for pair in pairs if os.path.exists(pair[1])]
+    # A 0-byte file is no result (our writes are atomic, so something else left it): --skip_existing
+    # redoes it instead of keeping it as done.
+    kept = [pair for pair in existing if not (os.path.isfile(pair[1]) and os.path.getsize(pair[1]) == 0)]
     if existing and not (overwrite or skip_existing):
         more = f' and {len(existing) - 1} more' if len(existing) > 1 else ''
         raise FileExistsError(f'result file {existing[0][1]}{more} already exists; pass --overwrite to replace, '
                               '--skip_existing to keep and skip, or choose another --result_dir')
     if skip_existing:
-        return [pair for pair in pairs if pair not in existing], existing
+        return [pair for pair in pairs if pair not in kept], kept
     return pairs, []
 
 
-def check_writable(folder: str) -> None:
-    """Create `folder` if needed and prove a file can be written there, before the model runs."""
+def check_writable(folder: str, option: str = '--result_dir', what: str = 'results') -> None:
+    """Create `folder` if needed and prove a file can be written there, before the model runs;
+    UsageError names `what` goes there and `option`, the one that chose the folder."""
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, f'.write_test_{os.getpid()}')
@@ -230,8 +255,36 @@ def check_writable(folder: str) -> None:
             pass
         os.remove(probe)
     except OSError as err:
-        raise UsageError(f'cannot write results into {folder}: {err.strerror or err}; choose another '
-                         '--result_dir') from err
+        raise UsageError(f'cannot write {what} into {folder}: {err.strerror or err}; choose another {option}') from err
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: os.path.samefile when both exist (hard links, symbolic
+    links, case-insensitive file systems), else their resolved real paths."""
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def check_compare(path: str, inputs: Sequence[str], pairs: Sequence[Pair], overwrite: bool = False,
+                  skip_existing: bool = False) -> None:
+    """UsageError before any work when --compare PATH cannot be the comparison picture: not an
+    image name, a folder, one of the run's inputs or results (even with --overwrite: those are
+    the user's photos and this run's output), or a file that exists without --overwrite /
+    --skip_existing. Whether its folder is writable is ``check_writable``'s part."""
+    if not path.lower().endswith(IMAGE_EXTENSIONS):
+        raise UsageError(f'--compare {path}: the picture needs an image name ending in one of '
+                         f'{", ".join(IMAGE_EXTENSIONS)}, e.g. compare.png')
+    if os.path.isdir(path):
+        raise UsageError(f'--compare {path} is a folder; name a file, e.g. {os.path.join(path, "compare.png")}')
+    for src in inputs:
+        if same_file(path, src):
+            raise UsageError(f'--compare {path} is the input {src}; name another file so it is not replaced')
+    for _, dst in pairs:
+        if same_file(path, dst):
+            raise UsageError(f'--compare {path} is the result {dst} of this run; name another file')
+    if os.path.exists(path) and not (overwrite or skip_existing):
+        raise UsageError(f'--compare {path} already exists; pass --overwrite to replace it')
 
 
 def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
@@ -242,8 +295,8 @@ def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[S
     mismatched weights, no GPU) is printed as one line, exit 2; Ctrl-C is
     one line, exit 130.
     """
-    keep_freed_memory()
     try:
+        keep_freed_memory()  # inside: a bad MPRNET_ALLOCATOR is a one-line error, exit 2
         failed = main(argv)
     except KeyboardInterrupt:
         print('\ninterrupted: the results written so far are complete; rerun with --skip_existing to '

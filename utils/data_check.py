@@ -1,7 +1,7 @@
 """A fast look at a training set before training starts: every file opens and every pair agrees in size.
 
-Only the image headers are read (Pillow reads the size without decoding the
-pixels), so a folder of thousands of images is checked in seconds and a bad
+Only the image headers are read (``utils.image_io.read_header``: the size
+without decoding the pixels), so a folder of thousands of images is checked in seconds and a bad
 file stops the run at start-up with its name, instead of in a DataLoader
 worker somewhere in epoch 1. ``TRAINING.SCAN_DATA False`` skips it for
 very large sets.
@@ -9,7 +9,7 @@ very large sets.
 import os
 from typing import List, Optional, Sequence, Tuple
 
-from utils.image_io import open_header, orientation_of
+from utils.image_io import read_header
 
 __all__ = ['DataCheckError', 'image_size', 'scan_pairs', 'scan_images']
 
@@ -22,15 +22,9 @@ class DataCheckError(ValueError):
 
 def image_size(path: str) -> Tuple[int, int]:
     """(width, height) of an image as utils.image_io.read_image will return it (EXIF orientation
-    applied), from the header alone; ValueError when the header cannot be read."""
-    from PIL import UnidentifiedImageError
-    try:
-        with open_header(path) as img:
-            width, height = img.size
-            orientation = orientation_of(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f'cannot read the image header of {path}: {err}') from err
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    applied), from the header alone (``read_header``, the reader's own); ValueError naming the
+    file when the header cannot be read."""
+    return read_header(path).upright_size
 
 
 def _safe_size(path: str, problems: List[str]) -> Optional[Tuple[int, int]]:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.image_io import IMAGE_EXTENSIONS, is_image_file, list_images, read_image, write_image
+from utils.image_io import (DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, is_image_file, list_images, read_image,
+                            write_image)
 from utils.inference import Restorer
 
 __all__ = ['collect_inputs', 'same_size_batches', 'restore_batch', 'restore_images', 'restore_folder']
@@ -26,7 +27,10 @@ MAX_PENDING_WRITES = 8  # bounds the memory held by results waiting to be writte
 
 
 def collect_inputs(input_path: str) -> Tuple[List[str], str, int]:
-    """(image files, the folder they are in, number of other files ignored) for a folder or one file."""
+    """(image files, the folder they are in, number of other files ignored) for a folder or one file.
+
+    Image names that are not regular files (dangling links, pipes) are among the inputs, so the
+    run names them as failed (``list_images``); folders are not counted."""
     if os.path.isfile(input_path):
         if not is_image_file(input_path):
             raise ValueError(f'{input_path} is not a supported image; use one of: {", ".join(IMAGE_EXTENSIONS)}')
@@ -36,7 +40,8 @@ def collect_inputs(input_path: str) -> Tuple[List[str], str, int]:
     files = list_images(input_path)
     if not files:
         raise FileNotFoundError(f'no images found in {input_path} (looked for {", ".join(IMAGE_EXTENSIONS)})')
-    others = sum(os.path.isfile(os.path.join(input_path, f)) for f in os.listdir(input_path)) - len(files)
+    others = sum(not is_image_file(f) and not os.path.isdir(os.path.join(input_path, f))
+                 for f in os.listdir(input_path))
     return files, input_path, others
 
 
@@ -80,10 +85,11 @@ class _Failures:
         tqdm.write(f'failed: {", ".join(sources)}: {what}{error}', file=sys.stderr)
 
 
-def _read_all(plan: Sequence[Pair], fail: _Failures) -> Iterator[Tuple[str, str, np.ndarray, int]]:
+def _read_all(plan: Sequence[Pair], fail: _Failures,
+              max_megapixels: Optional[float]) -> Iterator[Tuple[str, str, np.ndarray, int]]:
     for src, dst in plan:
         try:
-            img, bit_depth = read_image(src)
+            img, bit_depth = read_image(src, max_megapixels)
         except (OSError, ValueError) as err:
             fail([src], err)
             continue
@@ -92,7 +98,8 @@ def _read_all(plan: Sequence[Pair], fail: _Failures) -> Iterator[Tuple[str, str,
 
 def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1, desc: Optional[str] = None,
                    bit_depth: Optional[int] = 8, keep_going: bool = False,
-                   on_done: Optional[Callable[[str, str], None]] = None) -> List[str]:
+                   on_done: Optional[Callable[[str, str], None]] = None,
+                   max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS) -> List[str]:
     """Restore each (input, output PNG) of `plan`; returns the inputs that failed.
 
     Args:
@@ -103,6 +110,7 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
             stderr and the others go on (the demo); otherwise the first error stops
             the run (the benchmark scripts, whose results must be complete).
         on_done: called as on_done(input, output) once a result is written.
+        max_megapixels: the reader's pixel limit (``read_image``).
     """
     fail = _Failures(keep_going)
     pending: List[tuple] = []
@@ -117,7 +125,7 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
         if on_done is not None:
             on_done(src, dst)
 
-    items = _read_all(plan, fail)
+    items = _read_all(plan, fail, max_megapixels)
     with ThreadPoolExecutor(max_workers=2) as writer, tqdm(total=len(plan), desc=desc, unit='img') as bar:
         for batch in same_size_batches(items, batch_size, lambda item: item[2].shape):
             try:

@@ -1,14 +1,30 @@
 """Reading and writing images the same way everywhere (datasets, demo, test scripts).
 
-Images are handled as float32 RGB arrays of shape (H, W, 3) in [0, 1]; 8-bit
-files are divided by 255 and 16-bit files by 65535, so nothing is clipped
-to 8 bits on the way in.
+Images are handled as float32 RGB arrays of shape (H, W, 3) in [0, 1]. Every
+pixel type a decoder can return is converted by one rule, or refused by name:
+
+- unsigned integers are divided by their type's maximum (8-bit by 255, 16-bit
+  by 65535, 32-bit by 2**32 - 1), so nothing is clipped to 8 bits on the way in;
+- signed integers are divided by their positive maximum (int16 by 32767);
+  negative values are clipped to 0, with a warning;
+- floats are taken as [0, 1]: values outside are clipped, with a warning, and
+  NaN or infinite values refuse the file;
+- gray is repeated to three channels, gray+alpha and RGBA lose their alpha;
+  more than four channels refuse the file, as do TIFFs OpenCV cannot decode
+  faithfully (float16, 16-bit gray+alpha: see ``_refuse_undecodable``).
+
+Before any pixel is decoded the header is read (``read_header``) and the image
+is refused if its header cannot be read or it has more than the reader's
+pixel limit (``DEFAULT_MAX_MEGAPIXELS``, raised with --max_megapixels),
+whatever its extension claims.
 """
 import contextlib
 import io
 import os
+import struct
 import warnings
-from typing import List, Tuple
+from dataclasses import dataclass
+from typing import BinaryIO, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -17,12 +33,16 @@ from natsort import natsorted, ns
 
 from utils.atomic import write_atomically
 
-__all__ = ['IMAGE_EXTENSIONS', 'is_image_file', 'list_images', 'read_image', 'write_image',
+__all__ = ['IMAGE_EXTENSIONS', 'DEFAULT_MAX_MEGAPIXELS', 'ImageTooLargeError', 'ImageHeader', 'read_header',
+           'check_pixel_limit', 'require_regular_file', 'is_image_file', 'list_images', 'read_image', 'write_image',
            'image_to_tensor', 'tensor_to_image', 'to_uint8', 'shrink_to_fit', 'load_mat_array',
            'open_header', 'orientation_of', 'exif_orientation', 'apply_orientation']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 _ORIENTATION_TAG = 0x0112
+# The reader's pixel limit: a 100-megapixel photo (e.g. 11648x8736) passes; a header claiming
+# 20000x20000 does not. read_image(max_megapixels=) and the --max_megapixels options change it.
+DEFAULT_MAX_MEGAPIXELS = 150.0
 
 # OpenCV threads fight DataLoader workers for the same cores.
 cv2.setNumThreads(0)
@@ -33,53 +53,226 @@ def is_image_file(name: str) -> bool:
 
 
 def list_images(folder: str) -> List[str]:
-    """Image files directly in `folder`, in natural order of their names (img2 before img10,
-    the order results, progress and reports show); other files are ignored."""
+    """Entries directly in `folder` with an image name, in natural order of their names (img2
+    before img10, the order results, progress and reports show); other files and folders are
+    ignored. Image names that are not regular files (dangling or looping symbolic links, pipes)
+    are listed too, so the readers refuse them by name (``require_regular_file``) instead of
+    their vanishing from the count."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f'image folder not found: {folder}')
     return natsorted((os.path.join(folder, f) for f in os.listdir(folder)
-                      if is_image_file(f) and os.path.isfile(os.path.join(folder, f))), alg=ns.PATH)
+                      if is_image_file(f) and not os.path.isdir(os.path.join(folder, f))), alg=ns.PATH)
 
 
-def read_image(path: str) -> Tuple[np.ndarray, int]:
-    """Read any supported image as float32 RGB (H, W, 3) in [0, 1].
+def require_regular_file(path: str) -> None:
+    """FileNotFoundError naming `path` unless it is a regular file (or a link to one): a pipe
+    would block the reader forever, and a dangling link deserves to be called one."""
+    if os.path.isfile(path):
+        return
+    if os.path.islink(path):
+        raise FileNotFoundError(f'{path} is a symbolic link to nothing (dangling or looping); fix or remove it')
+    if os.path.exists(path):
+        raise FileNotFoundError(f'{path} is not a regular file (a pipe, socket, device or folder); '
+                                'images must be files')
+    raise FileNotFoundError(f'image not found: {path}')
 
-    Grayscale is repeated to three channels, palette images are expanded, and
-    an alpha channel is dropped. The EXIF orientation tag is applied, so the
-    array is upright as image viewers show it (``apply_orientation``). Float
-    TIFFs are clipped to [0, 1] with a warning when they hold values outside.
-    Returns the array and the file's bit depth (8 or 16; 32 for float TIFFs)
-    so results can be written back alike.
+
+class ImageTooLargeError(ValueError):
+    """An image with more pixels than the reader's limit, found from its header before decoding."""
+
+    def __init__(self, path: str, width: int, height: int, max_megapixels: float):
+        self.path, self.width, self.height, self.max_megapixels = path, width, height, max_megapixels
+        super().__init__(f'{path} is {width}x{height} ({self.megapixels:.1f} megapixels), more than the limit of '
+                         f'{max_megapixels:g}; pass --max_megapixels to raise it if the memory allows')
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's header says, read without decoding its pixels. width and height are as
+    stored (before the EXIF orientation); bits, samples and sample_format come from TIFF headers
+    (0 where the format's header was read by Pillow)."""
+    width: int
+    height: int
+    orientation: int = 1
+    bits: int = 0
+    samples: int = 0
+    sample_format: int = 1  # TIFF SampleFormat: 1 unsigned, 2 signed, 3 float
+
+    @property
+    def upright_size(self) -> Tuple[int, int]:
+        """(width, height) as read_image returns the image, the EXIF orientation applied."""
+        return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
+
+
+# Classic TIFF and BigTIFF: byte order, whether big, then the IFD layout.
+_TIFF_SIGNATURES = {b'II*\0': ('<', False), b'MM\0*': ('>', False), b'II+\0': ('<', True), b'MM\0+': ('>', True)}
+_TIFF_FIELD_TYPES = {1: 'B', 3: 'H', 4: 'I', 16: 'Q'}  # BYTE, SHORT, LONG, LONG8
+_TIFF_TAGS = {256: 'width', 257: 'height', 258: 'bits', 274: 'orientation', 277: 'samples', 339: 'sample_format'}
+_TIFF_MAX_ENTRIES = 4096
+
+
+def _tiff_header(stream: BinaryIO) -> ImageHeader:
+    """The first IFD of a TIFF, read by hand: Pillow refuses the headers of float and signed RGB
+    TIFFs, which OpenCV decodes, and the pixel limit must see every file before it is decoded."""
+    stream.seek(0)
+    head = stream.read(16)
+    order, big = _TIFF_SIGNATURES[head[:4]]
+    count_format, entry_size, field_size = ('Q', 20, 8) if big else ('H', 12, 4)
+    offset = struct.unpack_from(order + ('Q' if big else 'I'), head, 8 if big else 4)[0]
+    stream.seek(offset)
+    raw_count = stream.read(struct.calcsize(count_format))
+    if len(raw_count) < struct.calcsize(count_format):
+        raise ValueError('the TIFF directory is cut off')
+    count = struct.unpack(order + count_format, raw_count)[0]
+    if count > _TIFF_MAX_ENTRIES:
+        raise ValueError(f'the TIFF directory claims {count} entries')
+    entries = stream.read(count * entry_size)
+    if len(entries) < count * entry_size:
+        raise ValueError('the TIFF directory is cut off')
+    values = {'orientation': 1, 'bits': 1, 'samples': 1, 'sample_format': 1}
+    for start in range(0, len(entries), entry_size):
+        tag, kind = struct.unpack_from(order + 'HH', entries, start)
+        if tag not in _TIFF_TAGS or kind not in _TIFF_FIELD_TYPES:
+            continue
+        n = struct.unpack_from(order + count_format, entries, start + 4)[0]
+        field = entries[start + entry_size - field_size:start + entry_size]
+        item = struct.calcsize(_TIFF_FIELD_TYPES[kind])
+        if n * item > field_size:  # the values live elsewhere; the first one is enough (all samples alike)
+            stream.seek(struct.unpack(order + ('Q' if big else 'I'), field)[0])
+            field = stream.read(item)
+            if len(field) < item:
+                raise ValueError('a TIFF tag points past the end of the file')
+        values[_TIFF_TAGS[tag]] = struct.unpack_from(order + _TIFF_FIELD_TYPES[kind], field)[0]
+    if 'width' not in values or 'height' not in values:
+        raise ValueError('the TIFF has no image width or height')
+    if not 1 <= values['orientation'] <= 8:
+        values['orientation'] = 1
+    return ImageHeader(**values)
+
+
+def read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> ImageHeader:
+    """The header of an image file (a path or a binary stream), without decoding its pixels.
+
+    TIFFs are read by ``_tiff_header``, everything else by Pillow. A header
+    neither can read raises ValueError naming the file: such a file is refused,
+    never handed to a decoder that would allocate whatever it claims.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'image not found: {path}')
-    data = np.fromfile(path, dtype=np.uint8)  # works for any path encoding
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise ValueError(f'cannot decode image {path}: the file is damaged or not an image')
-    if img.ndim == 2:
-        img = img[:, :, None]
-    channels = img.shape[2]
-    if channels == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif channels == 2:  # gray + alpha
-        img = np.repeat(img[:, :, :1], 3, axis=2)
-    elif channels in (3, 4):
-        img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_BGR2RGB)
-    else:
-        raise ValueError(f'{path}: {channels}-channel images are not supported')
-    img = apply_orientation(img, exif_orientation(data))
-    if img.dtype == np.uint8:
+    from PIL import UnidentifiedImageError
+    if isinstance(source, str):
+        require_regular_file(source)
+        with open(source, 'rb') as stream:
+            return read_header(stream, name or source)
+    try:
+        source.seek(0)
+        if source.read(4) in _TIFF_SIGNATURES:
+            return _tiff_header(source)
+        source.seek(0)
+        with open_header(source) as pil:
+            width, height = pil.size
+            return ImageHeader(width, height, orientation_of(pil))
+    except UnidentifiedImageError as err:  # its text names the stream object, not the file
+        raise ValueError(f'cannot decode image {name or "the image"}: the file is damaged or not an image '
+                         '(its header cannot be read)') from err
+    except (OSError, SyntaxError, ValueError, struct.error) as err:
+        raise ValueError(f'cannot decode image {name or "the image"}: the file is damaged or not an image '
+                         f'(its header cannot be read: {err or type(err).__name__})') from err
+
+
+def check_pixel_limit(path: str, width: int, height: int, max_megapixels: Optional[float]) -> None:
+    """ImageTooLargeError when width x height is above `max_megapixels` (None: no limit)."""
+    if max_megapixels is not None and width * height > max_megapixels * 1e6:
+        raise ImageTooLargeError(path, width, height, max_megapixels)
+
+
+def _too_many_channels(path: str, channels: int) -> str:
+    return (f'{path} has {channels} channels per pixel; gray, gray+alpha, RGB and RGBA are read: save it with '
+            'at most four channels')
+
+
+def _refuse_undecodable(path: str, header: ImageHeader) -> None:
+    """Valid TIFFs OpenCV cannot decode faithfully, refused by what they are rather than called
+    damaged: more than four channels, float16 samples, and 16-bit gray + alpha (OpenCV gives 8 bits)."""
+    if header.samples > 4:
+        raise ValueError(_too_many_channels(path, header.samples))
+    if header.sample_format == 3 and header.bits == 16:
+        raise ValueError(f'{path} holds float16 samples, which OpenCV cannot decode: save it as float32 or '
+                         '16-bit integers')
+    if header.samples == 2 and header.bits > 8:
+        raise ValueError(f'{path} is {header.bits}-bit gray + alpha, which OpenCV decodes as 8 bits only: save '
+                         'it without alpha (16-bit gray) or as 16-bit RGBA to keep its depth')
+
+
+def _to_unit_range(img: np.ndarray, path: str) -> Tuple[np.ndarray, int]:
+    """Any pixel type -> (float32 in [0, 1], bits per sample), by the rule in the module docstring."""
+    kind, bits = img.dtype, img.dtype.itemsize * 8
+    if kind == np.uint8:
         return img.astype(np.float32) / 255.0, 8
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / 65535.0, 16
-    if img.dtype in (np.float32, np.float64):
+    if np.issubdtype(kind, np.floating):
+        if not np.isfinite(img).all():
+            raise ValueError(f'{path} holds NaN or infinite values; replace them before restoring')
         low, high = float(img.min()), float(img.max())
         if low < 0.0 or high > 1.0:
             warnings.warn(f'{path}: float image with values in [{low:.3g}, {high:.3g}] clipped to [0, 1] '
-                          '(scale it to [0, 1] first to keep highlights)', stacklevel=2)
-        return np.clip(img.astype(np.float32), 0.0, 1.0), 32
-    raise ValueError(f'{path}: unsupported pixel type {img.dtype}')
+                          '(scale it to [0, 1] first to keep highlights)', stacklevel=3)
+        return np.clip(img.astype(np.float32), 0.0, 1.0), bits
+    if np.issubdtype(kind, np.integer):
+        top = np.iinfo(kind).max
+        if np.iinfo(kind).min < 0 and int(img.min()) < 0:
+            warnings.warn(f'{path}: signed image with negative values, clipped to 0', stacklevel=3)
+            img = np.clip(img, 0, None)
+        # float64 for the division: float32 cannot tell 32-bit levels apart.
+        return (img.astype(np.float64 if bits > 16 else np.float32) / top).astype(np.float32), bits
+    raise ValueError(f'{path}: pixel type {kind} is not supported; save it as 8- or 16-bit integers or floats')
+
+
+def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS) -> Tuple[np.ndarray, int]:
+    """Read any supported image as float32 RGB (H, W, 3) in [0, 1].
+
+    The header is read first (``read_header``): a file whose header cannot be
+    read is refused, and so is one with more than `max_megapixels` (None: no
+    limit), before anything is decoded. Grayscale is repeated to three
+    channels, palette images are expanded, and an alpha channel is dropped.
+    The EXIF orientation tag is applied, so the array is upright as image
+    viewers show it (``apply_orientation``). Pixel types are converted as the
+    module docstring says. Returns the array and the file's bits per sample
+    (8 or 16 for ordinary files; 32 or 64 for float and 32-bit TIFFs) so
+    results can be written back alike. Every refusal is a ValueError (or
+    FileNotFoundError) naming the file.
+    """
+    require_regular_file(path)
+    data = np.fromfile(path, dtype=np.uint8)  # works for any path encoding
+    if not data.size:
+        raise ValueError(f'{path} is empty (0 bytes); it is not an image')
+    header = read_header(io.BytesIO(data.tobytes()), path)
+    check_pixel_limit(path, header.width, header.height, max_megapixels)
+    _refuse_undecodable(path, header)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        img = None
+        cv2_error = str(err).strip().splitlines()[-1]
+    else:
+        cv2_error = ''
+    if img is None:
+        raise ValueError(f'cannot decode image {path}: the file is damaged or not an image'
+                         + (f' ({cv2_error})' if cv2_error else ''))
+    if img.shape[:2] != (header.height, header.width):  # the limit was checked on what the header said
+        raise ValueError(f'{path}: the header says {header.width}x{header.height} but it decodes as '
+                         f'{img.shape[1]}x{img.shape[0]}; the file is damaged')
+    if img.ndim == 2:
+        img = img[:, :, None]
+    channels = img.shape[2]
+    if channels in (1, 2):  # gray, gray + alpha
+        img = np.repeat(img[:, :, :1], 3, axis=2)
+    elif channels in (3, 4):  # BGR(A) -> RGB by indexing: cvtColor refuses 64-bit and signed types
+        img = np.ascontiguousarray(img[:, :, 2::-1])
+    else:
+        raise ValueError(_too_many_channels(path, channels))
+    return _to_unit_range(apply_orientation(img, header.orientation), path)
 
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -133,11 +326,9 @@ def open_header(source):
 
 def exif_orientation(data: np.ndarray) -> int:
     """The EXIF orientation tag (1-8) of an encoded image's bytes; 1 (upright) when absent or unreadable."""
-    from PIL import UnidentifiedImageError
     try:
-        with open_header(io.BytesIO(data.tobytes())) as pil:
-            return orientation_of(pil)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return read_header(io.BytesIO(data.tobytes()), 'the image').orientation
+    except ValueError:
         return 1
 
 

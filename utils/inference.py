@@ -15,7 +15,7 @@ from utils import tiling
 from utils.padding import crop_to, pad_to_multiple
 
 __all__ = ['Restorer', 'resolve_device', 'PRECISIONS', 'PRECISION_CHOICES', 'AUTO_BF16_TASKS', 'choose_precision',
-           'cpu_flags', 'cpu_has_native_bf16', 'OutOfMemoryError']
+           'cpu_flags', 'cpu_has_native_bf16', 'OutOfMemoryError', 'NonFiniteOutputError']
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 PRECISION_CHOICES = ('auto',) + tuple(PRECISIONS)
@@ -27,6 +27,11 @@ OutOfMemoryError = getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryErro
 # Share of the free memory a whole-image pass may plan to use before auto-tiling takes over.
 MEMORY_FRACTION = 0.8
 MIN_AUTO_TILE = 64
+
+
+class NonFiniteOutputError(RuntimeError):
+    """The model gave NaN or infinite values: a failure of that image, never a result (clamping
+    would write NaN as black and infinity as white)."""
 
 
 def cpu_flags() -> Optional[FrozenSet[str]]:
@@ -110,6 +115,9 @@ class Restorer:
             the free memory counts). On a CPU the free memory is shared with everything else
             on the machine, so the demo sets a few GB.
         progress: called as progress(done, total) after each tile of a tiled image.
+        refuse_non_finite: raise NonFiniteOutputError when the output holds NaN or infinity,
+            instead of clamping it (what writes result files sets it; validation during
+            training keeps the published clamp and lets PSNR show the damage).
 
     After each call ``last_tile`` holds the tile size used (None: whole image) and
     ``last_tiling_reason`` why tiles were chosen automatically (None otherwise).
@@ -118,7 +126,7 @@ class Restorer:
     def __init__(self, model: torch.nn.Module, device: torch.device = torch.device('cpu'),
                  precision: str = 'fp32', fast: bool = False, tile: Optional[int] = None,
                  tile_overlap: int = 32, auto_tile: bool = False, memory_budget: Optional[int] = None,
-                 progress: Optional[Callable[[int, int], None]] = None):
+                 progress: Optional[Callable[[int, int], None]] = None, refuse_non_finite: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if tile is not None:
@@ -128,7 +136,7 @@ class Restorer:
         if memory_budget is not None and memory_budget <= 0:
             raise ValueError(f'memory budget must be a positive number of bytes, got {memory_budget}')
         self.tile, self.tile_overlap, self.auto_tile = tile, tile_overlap, auto_tile
-        self.memory_budget, self.progress = memory_budget, progress
+        self.memory_budget, self.progress, self.refuse_non_finite = memory_budget, progress, refuse_non_finite
         self.last_tile: Optional[int] = None
         self.last_tiling_reason: Optional[str] = None
         self.device = torch.device(device)
@@ -160,10 +168,20 @@ class Restorer:
         if self.tile is None and not self.auto_tile:
             x = x.to(self.device, torch.float32)
             padded, size = pad_to_multiple(x)
-            return crop_to(self.forward_padded(padded), size).clamp_(0, 1)
+            return self._clamped(crop_to(self.forward_padded(padded), size))
         # The image stays where it is (usually CPU); only tiles travel to the device.
         padded, size = pad_to_multiple(x.to(torch.float32))
-        return crop_to(self._forward_large(padded), size).clamp_(0, 1).to(self.device)
+        return self._clamped(crop_to(self._forward_large(padded), size)).to(self.device)
+
+    def _clamped(self, out: torch.Tensor) -> torch.Tensor:
+        """`out` clamped to [0, 1] in place; with refuse_non_finite, NonFiniteOutputError when it
+        holds NaN or infinity (checked before the clamp, which turns infinity into 0 or 1)."""
+        if self.refuse_non_finite:
+            bad = int((~torch.isfinite(out)).sum())
+            if bad:
+                raise NonFiniteOutputError(f'the restored image holds {bad} NaN or infinite values of {out.numel()}; '
+                                           'nothing was written (try --precision fp32, or check the weights)')
+        return out.clamp_(0, 1)
 
     def _element_bytes(self) -> int:
         # CPU autocast keeps many activations (norms, additions, the attention tails) in float32:

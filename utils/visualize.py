@@ -10,9 +10,9 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from utils.image_io import read_image, shrink_to_fit, to_uint8, write_image
+from utils.image_io import DEFAULT_MAX_MEGAPIXELS, read_image, shrink_to_fit, to_uint8, write_image
 
-__all__ = ['labelled_panel', 'comparison_picture', 'write_comparison', 'stack_pictures']
+__all__ = ['drawable', 'labelled_panel', 'comparison_picture', 'write_comparison', 'stack_pictures']
 
 PANEL_SIDE = 480        # longest side of each picture in a comparison, in pixels
 LABEL_HEIGHT = 28
@@ -20,8 +20,15 @@ BACKGROUND = 30         # dark grey around and between the panels (8-bit: OpenCV
 GAP = 8
 
 
+def drawable(text: str) -> str:
+    """`text` with every character outside printable ASCII replaced by '?'. OpenCV's Hershey fonts
+    draw ASCII only, and a file name that is not valid UTF-8 (Python keeps its bytes as lone
+    surrogates) crashed cv2.putText with a segmentation fault."""
+    return ''.join(c if ' ' <= c <= '~' else '?' for c in text)
+
+
 def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.55) -> None:
-    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(canvas, drawable(text), (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def labelled_panel(img: np.ndarray, label: str, side: int = PANEL_SIDE) -> np.ndarray:
@@ -62,23 +69,25 @@ def stack_pictures(pictures: Sequence[np.ndarray], title: Optional[str] = None) 
     return np.concatenate(parts, axis=0)
 
 
-def comparison_picture(pairs: Sequence[Tuple[str, str]], title: Optional[str] = None,
-                       side: int = PANEL_SIDE) -> np.ndarray:
-    """One row per (input file, result file): the input and its result side by side, labelled."""
+def comparison_picture(pairs: Sequence[Tuple[str, str]], title: Optional[str] = None, side: int = PANEL_SIDE,
+                       max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
+    """One row per (input file, result file): the input and its result side by side, labelled.
+    `max_megapixels` is the reader's pixel limit (the run's --max_megapixels)."""
     rows = []
     for src, dst in pairs:
         name = os.path.basename(src)
-        rows.append(_row([labelled_panel(read_image(src)[0], f'input: {name}', side),
-                          labelled_panel(read_image(dst)[0], 'restored', side)]))
+        rows.append(_row([labelled_panel(read_image(src, max_megapixels)[0], f'input: {name}', side),
+                          labelled_panel(read_image(dst, max_megapixels)[0], 'restored', side)]))
     if not rows:
         raise ValueError('nothing to compare: no restored images')
     return stack_pictures(rows, title)
 
 
-def write_comparison(pairs: Sequence[Tuple[str, str]], path: str, title: Optional[str] = None) -> None:
-    """Write ``comparison_picture`` as an 8-bit PNG at `path` (its folder is created)."""
+def write_comparison(pairs: Sequence[Tuple[str, str]], path: str, title: Optional[str] = None,
+                     max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS) -> None:
+    """Write ``comparison_picture`` as an 8-bit image at `path` (its folder is created)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_image(path, comparison_picture(pairs, title) / 255.0, bit_depth=8)
+    write_image(path, comparison_picture(pairs, title, max_megapixels=max_megapixels) / 255.0, bit_depth=8)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
