@@ -102,6 +102,17 @@ def test_model_widths_from_config():
     assert model_kwargs_from_config(cfg) == dict(n_feat=80, scale_unetfeats=48, scale_orsnetfeats=32, num_cab=8)
 
 
+def test_amp_auto_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    cpu = torch.device('cpu')
+    for native, expected in ((True, 'bf16'), (False, 'off')):
+        monkeypatch.setattr(engine, 'cpu_has_native_bf16', lambda: native)
+        assert engine.resolve_amp('auto', cpu) == expected
+        # An explicit choice is never second-guessed.
+        assert [engine.resolve_amp(c, cpu) for c in ('off', 'bf16', 'fp16')] == ['off', 'bf16', 'fp16']
+    with pytest.raises(ConfigError, match="OPTIM.AMP must be one of auto, off, bf16, fp16, got 'bf32'"):
+        engine.resolve_amp('bf32', cpu)
+
+
 def test_rng_state_round_trip_is_plain_data(tmp_path):
     import random
     state = capture_rng_state()

@@ -46,7 +46,7 @@ def get_default_config() -> CN:
     c.OPTIM.COSINE_EXTRA_EPOCHS = 0  # ours: cosine period = NUM_EPOCHS - WARMUP_EPOCHS + this (Denoising: 40)
     c.OPTIM.LOSS = 'charbonnier_edge'  # ours: charbonnier_edge | charbonnier_clamped
     c.OPTIM.EDGE_WEIGHT = 0.05   # ours: weight of the edge loss in charbonnier_edge
-    c.OPTIM.AMP = 'off'          # ours: off | bf16 | fp16 (fp16 uses a gradient scaler)
+    c.OPTIM.AMP = 'off'          # ours: off | bf16 | fp16 (fp16 uses a gradient scaler) | auto (bf16 where native)
     c.OPTIM.FUSED_ADAM = False   # ours: fused Adam kernel on CUDA
     c.OPTIM.CHANNELS_LAST = False  # ours
     c.OPTIM.COMPILE = False      # ours: torch.compile the model

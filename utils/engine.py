@@ -31,7 +31,7 @@ from utils.checkpoint import CheckpointMismatchError, check_task, load_checkpoin
 from utils.config import ConfigError
 from utils.distributed import (DistInfo, ShardSampler, all_reduce_sum, init_distributed, select_gpus,
                                shutdown_distributed)
-from utils.inference import Restorer
+from utils.inference import Restorer, cpu_has_native_bf16
 from utils.schedule import WarmupCosineSchedule
 from utils.seeding import (EpochIndexSampler, SeededSamples, capture_rng_state, derive_seed, restore_rng_state,
                            seed_everything, seed_worker)
@@ -41,6 +41,21 @@ __all__ = ['NonFiniteLossError', 'CheckpointWriteError', 'build_datasets', 'buil
            'fit', 'run_dirs']
 
 AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+AMP_CHOICES = ('auto', *AMP_DTYPES)
+
+
+def resolve_amp(choice: str, device: torch.device) -> str:
+    """OPTIM.AMP as run: 'auto' is bf16 where the device computes it natively (a CUDA GPU with
+    bf16, a CPU with AVX512-BF16 or AMX) and off elsewhere: on a CPU without them bf16 is
+    emulated, and a compact-model training step measured 15x slower than fp32 (AVX2-only Zen 3,
+    MODEL_CARD.md). Any other choice is taken as it is."""
+    if choice not in AMP_CHOICES:
+        raise ConfigError(f"OPTIM.AMP must be one of {', '.join(AMP_CHOICES)}, got {choice!r}")
+    if choice != 'auto':
+        return choice
+    if device.type == 'cuda':
+        return 'bf16' if torch.cuda.is_bf16_supported() else 'off'
+    return 'bf16' if device.type == 'cpu' and cpu_has_native_bf16() else 'off'
 MIXUP_ALPHA = 0.6  # published Beta(0.6, 0.6)
 
 
@@ -197,10 +212,9 @@ class Trainer:
 
     def __init__(self, cfg, device: torch.device, dist_info: DistInfo = DistInfo()):
         o = cfg.OPTIM
-        if o.AMP not in AMP_DTYPES:
-            raise ConfigError(f"OPTIM.AMP must be one of {', '.join(AMP_DTYPES)}, got {o.AMP!r}")
+        self.amp = resolve_amp(o.AMP, device)
         self.cfg, self.device, self.dist = cfg, device, dist_info
-        self.amp_dtype = AMP_DTYPES[o.AMP]
+        self.amp_dtype = AMP_DTYPES[self.amp]
         self.channels_last = o.CHANNELS_LAST
         self.model = MPRNet(**model_kwargs_from_config(cfg), batch_patches=o.BATCH_PATCHES,
                             grad_checkpointing=o.GRAD_CHECKPOINT).to(device)
@@ -211,7 +225,7 @@ class Trainer:
         self.schedule = WarmupCosineSchedule.from_config(self.optimizer, cfg)
         self.criterion = MultiStageLoss(o.LOSS, o.EDGE_WEIGHT)
         # Only fp16 needs loss scaling; bf16 has float32's exponent range.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=o.AMP == 'fp16')
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp == 'fp16')
         self.mixup_from = cfg.TRAINING.MIXUP_FROM_EPOCH
         self.mixup_generator = torch.Generator()
         self.mixup = None
@@ -518,6 +532,9 @@ def _train(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]
     log.line(f'{cfg.MODEL.MODE}: {pairs} training pairs, {len(val_loader.dataset)} validation pairs, '
              f'{steps} step{"s" if steps != 1 else ""} of {batch} per epoch on {dist_info.world_size} x {device}; '
              f'checkpoints in {model_dir}')
+    if cfg.OPTIM.AMP == 'auto':
+        log.line(f'OPTIM.AMP auto: {trainer.amp}' + ('' if trainer.amp == 'bf16' else
+                                                     f' ({device} has no native bf16: fp32 is faster)'))
     if cfg.OPTIM.BATCH_SIZE > pairs:
         log.line(f'note: OPTIM.BATCH_SIZE {cfg.OPTIM.BATCH_SIZE} is more than the {pairs} training pairs: each '
                  f'step uses all {pairs}')
