@@ -11,11 +11,9 @@ from typing import Optional, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from utils.errors import ConfigError  # defined without yacs/yaml so that losses.py can raise it
+
 __all__ = ['get_default_config', 'load_config', 'add_config_arguments', 'config_from_args', 'ConfigError']
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is wrong."""
 
 
 def get_default_config() -> CN:
