@@ -207,3 +207,18 @@ def test_the_build_ships_the_modules_the_readme_names():
     # torch stays a lower bound that an installed CPU or CUDA torch satisfies: no pin, no index
     torch_requirement = [r for r in load_project()['project']['dependencies'] if requirement_name(r) == 'torch']
     assert torch_requirement == ['torch>=2.3']
+
+
+def test_each_utils_package_docstring_names_its_modules():
+    """The docstring of utils (and of any sub-package it gets) is its table of contents: every
+    module beside an __init__.py is named there as a word, so that a new one cannot go unlisted."""
+    for folder, dirs, files in os.walk(os.path.join(ROOT, 'utils')):
+        dirs[:] = [d for d in dirs if d != '__pycache__']
+        if '__init__.py' not in files:
+            continue
+        with open(os.path.join(folder, '__init__.py'), encoding='utf-8') as f:
+            doc = ast.get_docstring(ast.parse(f.read())) or ''
+        named = set(re.findall(r'\w+', doc))
+        modules = {os.path.splitext(f)[0] for f in files if f.endswith('.py') and f != '__init__.py'}
+        modules |= {d for d in dirs if os.path.isfile(os.path.join(folder, d, '__init__.py'))}
+        assert sorted(modules - named) == [], os.path.relpath(folder, ROOT)
