@@ -1,6 +1,6 @@
 """A local web page for restoring photos with MPRNet: deblurring, deraining, denoising.
 
-    pip install -r requirements-app.txt
+    pip install -e '.[app]'
     python app.py                 # then open http://127.0.0.1:7860
 
 Drop or pick an image, choose the task, compare input and result with a
@@ -294,7 +294,7 @@ def import_gradio():
         import gradio
     except ImportError as err:
         raise AppError('gradio is not installed; the web page is an optional extra: '
-                       'pip install -r requirements-app.txt') from err
+                       "pip install -e '.[app]' (in the repository)") from err
     return gradio
 
 
@@ -365,8 +365,7 @@ def build_page(models: Models, out_dir: str, max_megapixels: float = DEFAULT_MAX
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='A local web page for restoring photos with MPRNet (needs: pip install -r '
-                    'requirements-app.txt).')
+        description="A local web page for restoring photos with MPRNet (needs: pip install -e '.[app]').")
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens the '
                              'page to your network)')

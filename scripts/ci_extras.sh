@@ -14,7 +14,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
     exit 2
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-python -m pip install -q -r requirements-app.txt -r requirements-onnx.txt
+python -m pip install -q -e '.[app,onnx]'
 
 have_browser() {
     { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } && command -v chromedriver >/dev/null

@@ -1,6 +1,6 @@
 """Export MPRNet to ONNX, with dynamic height and width, and check it against PyTorch.
 
-    pip install -r requirements-onnx.txt
+    pip install -e '.[onnx]'
     python scripts/export_onnx.py --task Deblurring --out mprnet_deblurring.onnx
 
 The graph takes ``input``: float32 RGB (N, 3, H, W) in [0, 1] and gives
@@ -51,7 +51,7 @@ DEFAULT_TOLERANCE = 1e-4
 DEFAULT_CHECK_SIZES = ('128x128', '100x156')
 EXPORT_SIZE = (64, 64)
 MULTIPLE = 8
-INSTALL_HINT = 'pip install -r requirements-onnx.txt'
+INSTALL_HINT = "pip install -e '.[onnx]'"
 
 
 class ExportError(Exception):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sourced by the other scripts: make .venv usable, activate it and install requirements.txt.
+# Sourced by the other scripts: make .venv usable, activate it and install the project's
+# dependencies from pyproject.toml, with the extras named in MPRNET_EXTRAS (e.g. dev).
 #
 # A .venv that cannot serve is rebuilt rather than trusted: a link (dangling or
 # pointing elsewhere: it would be shared with another checkout), a folder
@@ -30,4 +31,7 @@ fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-python -m pip install -q -r requirements.txt
+# An editable install: the dependencies come from pyproject.toml (their one list), and the
+# installed modules are this checkout's files, so an edit needs no reinstall. The scripts would
+# run from the checkout without it; it also makes `import MPRNet` work from any folder in .venv.
+python -m pip install -q -e ".${MPRNET_EXTRAS:+[$MPRNET_EXTRAS]}"

@@ -172,7 +172,7 @@ def test_bad_options_are_one_line_errors(capsys, monkeypatch):
         app.parse_args(['--weights', 'some.pth'])  # the page looks up weights per task: auto, official, bundled
     monkeypatch.setitem(sys.modules, 'gradio', None)  # import now raises ImportError
     assert app.main(['--device', 'cpu']) == 2
-    assert 'pip install -r requirements-app.txt' in capsys.readouterr().err
+    assert "pip install -e '.[app]'" in capsys.readouterr().err
 
 
 def test_samples_are_offered_with_their_task():
@@ -193,7 +193,7 @@ def find_chromium():
         try:
             __import__(module)
         except ImportError:
-            missing.append(f'{module} (pip install -r requirements-app.txt)')
+            missing.append(f"{module} (pip install -e '.[app]')")
     return browser, driver, missing
 
 

@@ -117,6 +117,23 @@ def test_weight_lookup_official_then_synthetic(tmp_path):
     assert resolve_weights('Deraining', 'bundled', str(tmp_path)) == (str(synthetic), 'bundled')
 
 
+def test_an_installed_copy_without_the_weights_folder_says_so(tmp_path):
+    """A root like site-packages after `pip install .`: no pretrained_models/ at all. Each way of
+    asking names that folder and says to pass a path; a checkout that has the folder but not the
+    file gets no such hint (there the file is missing, not the install's data)."""
+    folder = str(tmp_path / 'pretrained_models')
+    for choice in ('auto', 'official', 'bundled'):
+        with pytest.raises(WeightsNotFoundError) as info:
+            resolve_weights('Denoising', choice, str(tmp_path))
+        message = str(info.value)
+        assert f'There is no {folder}/ folder' in message, choice
+        assert 'installed without its weights' in message and 'pass a checkpoint path' in message
+    (tmp_path / 'pretrained_models').mkdir()
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_weights('Denoising', 'bundled', str(tmp_path))
+    assert 'installed without' not in str(info.value)
+
+
 def test_wrong_task_weights_get_the_preset_message(inputs, tmp_path, capsys):
     path = tmp_path / 'model_deraining.pth'
     torch.save({'state_dict': MPRNet.for_task('Deraining').state_dict()}, path)

@@ -81,7 +81,7 @@ def test_missing_packages_say_how_to_install(tmp_path, weights, capsys, monkeypa
     code, out = export(tmp_path, weights)
     err = capsys.readouterr().err
     assert code == 2 and not os.path.exists(out)
-    assert 'onnxruntime not installed' in err and 'pip install -r requirements-onnx.txt' in err
+    assert 'onnxruntime not installed' in err and "pip install -e '.[onnx]'" in err
 
 
 def test_missing_weights_and_bad_sizes_are_clear(tmp_path, capsys):

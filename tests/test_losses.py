@@ -1,5 +1,8 @@
 """Charbonnier, edge and multi-stage losses against closed forms and hand-derived values."""
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -164,3 +167,35 @@ def test_multistage_loss_hand_values():
     assert loss[0.05] - loss[0.0] == pytest.approx(0.05 * (loss[1.0] - loss[0.0]), rel=1e-4)
     with pytest.raises(ConfigError, match='OPTIM.LOSS'):
         MultiStageLoss('l1')
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Before any import: a None entry in sys.modules makes `import yacs` / `import yaml` raise ImportError,
+# as where they are not installed.
+WITHOUT_YACS_AND_YAML = "import sys; sys.modules['yacs'] = None; sys.modules['yaml'] = None\n"
+
+
+def run_without_yacs_and_yaml(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', WITHOUT_YACS_AND_YAML + code], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_losses_import_without_yacs_and_yaml():
+    """losses.py needs torch only: its OPTIM.LOSS check raises ConfigError with the same words."""
+    done = run_without_yacs_and_yaml(
+        'import losses\n'
+        'try:\n'
+        '    losses.MultiStageLoss("l1")\n'
+        'except ValueError as err:\n'
+        '    print(type(err).__name__, err)\n')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ConfigError OPTIM.LOSS must be one of charbonnier_edge, charbonnier_clamped, got 'l1'"
+    # the block is real: the configuration module, which does need them, fails under it
+    blocked = run_without_yacs_and_yaml('import utils.config\n')
+    assert blocked.returncode != 0 and 'import of yaml halted' in blocked.stderr
+
+
+def test_the_config_error_is_one_class_wherever_it_is_imported_from():
+    """train.py catches utils.config.ConfigError; the losses raise utils.errors.ConfigError."""
+    import utils.errors
+    assert ConfigError is utils.errors.ConfigError and issubclass(ConfigError, ValueError)

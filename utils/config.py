@@ -11,11 +11,9 @@ from typing import Optional, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from utils.errors import ConfigError  # defined without yacs/yaml so that losses.py can raise it
+
 __all__ = ['get_default_config', 'load_config', 'add_config_arguments', 'config_from_args', 'ConfigError']
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is wrong."""
 
 
 def get_default_config() -> CN:
@@ -46,6 +44,12 @@ def get_default_config() -> CN:
     c.OPTIM.COSINE_EXTRA_EPOCHS = 0  # ours: cosine period = NUM_EPOCHS - WARMUP_EPOCHS + this (Denoising: 40)
     c.OPTIM.LOSS = 'charbonnier_edge'  # ours: charbonnier_edge | charbonnier_clamped
     c.OPTIM.EDGE_WEIGHT = 0.05   # ours: weight of the edge loss in charbonnier_edge
+    # How training runs rather than how it optimises, yet kept in OPTIM (issue 22 weighed a RUNTIME
+    # section): they are read in one place (engine.Trainer), while the name is in every documented
+    # command line (`OPTIM.AMP bf16`, README, docs/PERFORMANCE.md, benchmarks/train_speed.py) and in
+    # the config every checkpoint records. Moving them would need load_config to translate the old
+    # keys in files and overrides, which yacs cannot (register_renamed_key only refuses the old
+    # name), for a section name alone.
     c.OPTIM.AMP = 'off'          # ours: off | bf16 | fp16 (fp16 uses a gradient scaler) | auto (bf16 where native)
     c.OPTIM.FUSED_ADAM = False   # ours: fused Adam kernel on CUDA
     c.OPTIM.CHANNELS_LAST = False  # ours

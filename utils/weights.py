@@ -10,6 +10,13 @@ Where they live, under the repository root:
 
 ``resolve_weights(task, 'auto')`` prefers the official file and falls back to
 the bundled one. The demo, the web page and ``hubconf.py`` all go through it.
+
+An installed copy (``pip install .``, not ``-e``) has REPO_ROOT in site-packages,
+where there is no ``pretrained_models/``: the wheel leaves the weights out (they
+are data of a checkout, and the official ones are never ours to ship). There the
+lookup fails with a message naming the missing folder; pass a checkpoint's path
+instead (``resolve_weights(task, path)``, ``build_model(task, path)``) or use
+``root=`` for a checkout.
 """
 import os
 from typing import Any, Dict, List, Mapping, Tuple
@@ -50,6 +57,15 @@ def _missing_official(task: str, root: str) -> str:
             f'{OFFICIAL_WEIGHTS_URL} into {os.path.dirname(first)}/ (see pretrained_models/README.md)')
 
 
+def _no_weights_folder(root: str) -> str:
+    """The hint for a `root` without pretrained_models/ (an installed copy), else ''."""
+    folder = os.path.join(root, 'pretrained_models')
+    if os.path.isdir(folder):
+        return ''
+    return (f'. There is no {folder}/ folder: this copy of the project was installed without its weights '
+            '(pip install . leaves them out); pass a checkpoint path, or run from a checkout of the repository')
+
+
 def resolve_weights(task: str, choice: str = 'auto', root: str = REPO_ROOT) -> Tuple[str, str]:
     """(path, kind) of the weights to load for `task`; kind is 'official', 'bundled' or 'file'.
 
@@ -68,14 +84,15 @@ def resolve_weights(task: str, choice: str = 'auto', root: str = REPO_ROOT) -> T
             if os.path.isfile(path):
                 return path, 'official'
         if choice == 'official':
-            raise WeightsNotFoundError(_missing_official(task, root))
+            raise WeightsNotFoundError(_missing_official(task, root) + _no_weights_folder(root))
     bundled = bundled_path(task, root)
     if os.path.isfile(bundled):
         return bundled, 'bundled'
     if choice == 'bundled':
-        raise WeightsNotFoundError(f'no bundled weights for {task}: {bundled} is missing from this checkout')
+        raise WeightsNotFoundError(f'no bundled weights for {task}: {bundled} is missing from this checkout'
+                                   + _no_weights_folder(root))
     raise WeightsNotFoundError(_missing_official(task, root) + f', or pass --weights PATH ({bundled}, the '
-                               'bundled fallback, is missing too)')
+                               'bundled fallback, is missing too)' + _no_weights_folder(root))
 
 
 def bundle_checkpoint(checkpoint: str, out: str, task: str, extra: Mapping[str, Any] = ()) -> Dict[str, Any]:
