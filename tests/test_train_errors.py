@@ -242,3 +242,11 @@ def test_resuming_a_checkpoint_of_another_task_is_refused(root, capsys):
     assert f'{other} was trained for Denoising' in err and 'you asked for Deraining' in err
     assert 'MODEL.MODE Denoising' in err
     assert latest.read_bytes() == before and sorted(os.listdir(session_dir(root))) == ['model_latest.pth']
+
+
+def test_a_bad_allocator_setting_is_one_line(root, capsys, monkeypatch):
+    import utils.allocator
+    monkeypatch.setattr(utils.allocator, '_applied', None)  # as in a new process
+    monkeypatch.setenv('MPRNET_ALLOCATOR', 'bogus')
+    refused(capsys, argv(root), 'MPRNET_ALLOCATOR', "'bogus'")
+    assert no_checkpoint(root)

@@ -98,7 +98,11 @@ def train_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     checkpoint that cannot be written (the disk is full), 130 for Ctrl-C and
     143 for SIGTERM.
     """
-    keep_freed_memory()
+    try:
+        keep_freed_memory()
+    except ValueError as err:  # a bad MPRNET_ALLOCATOR: one line, as for the inference scripts
+        print(f'error: {err}', file=sys.stderr)
+        raise SystemExit(EXIT_NOT_STARTED) from None
     stray = [a for a in args.opts or [] if a.startswith('--')]
     if stray:
         print(f'error: option {stray[0]} after KEY VALUE overrides: put --config, --device and --resume before '
