@@ -13,9 +13,10 @@ from collections import OrderedDict
 from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple
 
 import torch
+import yaml
 
 from MPRNet import MPRNet, PRESETS, canonical_task
-from utils.atomic import write_atomically
+from utils.files.atomic import write_atomically
 
 __all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'CheckpointReadError', 'load_checkpoint_file', 'extract_state_dict',
            'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset', 'recorded_task',
@@ -180,7 +181,6 @@ def recorded_task(checkpoint: Any) -> Optional[str]:
         return canonical_task(checkpoint['task'])
     config = checkpoint.get('config')
     if isinstance(config, str):
-        import yaml
         try:
             mode = (yaml.safe_load(config) or {}).get('MODEL', {}).get('MODE')
             return canonical_task(mode) if isinstance(mode, str) else None
@@ -230,7 +230,7 @@ def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool
 
 def save_atomic(obj: Any, path: str) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`
-    (utils.atomic): a crash, a kill or a failed write leaves the previous file intact. A failed
+    (utils.files.atomic): a crash, a kill or a failed write leaves the previous file intact. A failed
     write (a full disk, a file-size limit) raises OSError naming `path`."""
     write_atomically(path, lambda f: _torch_save(obj, f), durable=True)
 

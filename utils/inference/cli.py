@@ -25,11 +25,12 @@ import torch
 
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
-from utils.checkpoint import build_model
-from utils.image_io import IMAGE_EXTENSIONS
-from utils.inference import PRECISION_CHOICES, Restorer, choose_precision, resolve_device
-from utils.tiling import check_tile_options
-from utils.weights import WEIGHT_CHOICES, resolve_weights
+from utils.files.checkpoint import build_model
+from utils.files.image_io import IMAGE_EXTENSIONS
+from utils.inference.restorer import PRECISION_CHOICES, Restorer, choose_precision
+from utils.device import resolve_device
+from utils.inference.tiling import check_tile_options
+from utils.files.weights import WEIGHT_CHOICES, resolve_weights
 
 __all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXIT_INTERRUPTED', 'task_type',
            'add_model_arguments', 'add_tiling_arguments', 'add_inference_arguments', 'add_test_script_arguments',
@@ -106,7 +107,7 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_pixel_limit_argument(parser: argparse.ArgumentParser, default: float) -> None:
-    """--max_megapixels: the reader's pixel limit (utils.image_io.read_image), checked from each
+    """--max_megapixels: the reader's pixel limit (utils.files.image_io.read_image), checked from each
     file's header before it is decoded."""
     parser.add_argument('--max_megapixels', type=float, default=default, metavar='MP',
                         help='largest image read, in megapixels, checked from the file header before decoding '

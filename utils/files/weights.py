@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 import torch
 
 from MPRNet import MPRNet, canonical_task
-from utils.checkpoint import (OFFICIAL_WEIGHTS_URL, check_model_config, check_task, load_checkpoint_file,
+from utils.files.checkpoint import (OFFICIAL_WEIGHTS_URL, check_model_config, check_task, load_checkpoint_file,
                               load_weights, save_atomic)
 
 __all__ = ['REPO_ROOT', 'WEIGHT_CHOICES', 'WeightsNotFoundError', 'official_paths', 'bundled_path',
