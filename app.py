@@ -31,18 +31,18 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from MPRNet import PRESETS, canonical_task
+from MPRNet import PRESETS, canonical_task, require_canonical
 from utils.allocator import keep_freed_memory
-from utils.files.checkpoint import build_model
-from utils.inference.cli import (DEFAULT_OVERLAP, UsageError, add_model_arguments, add_pixel_limit_argument,
-                       add_tiling_arguments, check_inference_arguments, memory_budget)
+from utils.device import resolve_device
 from utils.files.image_header import open_header
 from utils.files.image_io import (IMAGE_EXTENSIONS, ImageTooLargeError, image_to_tensor, read_image, tensor_to_image,
-                            to_uint8, write_image)
-from utils.inference.restorer import PRECISION_CHOICES, NonFiniteOutputError, Restorer, choose_precision
-from utils.device import resolve_device
-from utils.inference.tiling import check_tile_options
+                                  to_uint8, write_image)
 from utils.files.weights import REPO_ROOT, WEIGHT_CHOICES, WeightsNotFoundError, resolve_weights
+from utils.inference.cli import (UsageError, add_model_arguments, add_pixel_limit_argument, add_tiling_arguments,
+                                 check_inference_arguments)
+from utils.inference.loading import DEFAULT_OVERLAP, build_restorer
+from utils.inference.restorer import PRECISION_CHOICES, NonFiniteOutputError, Restorer
+from utils.inference.tiling import check_tile_options
 
 DEFAULT_PORT = 7860
 DEFAULT_MAX_MEGAPIXELS = 16.0
@@ -130,24 +130,22 @@ class Models:
         return lines
 
     def get(self, task: str) -> LoadedModel:
-        """The task's model, loading it the first time."""
-        task = canonical_task(task)
+        """The model of `task` (a canonical name), loading it the first time (as the demo does: ``build_restorer``,
+        images above --max_memory of activations in tiles)."""
+        require_canonical(task)  # restore(), the page's entry point, canonicalised it
         with self._lock:
             if task not in self._loaded:
-                path, kind = self.lookup(task)
                 relay = ProgressRelay()
-                # As in the demo: images above --max_memory of activations go in tiles.
-                budget = memory_budget(self.max_memory, self.device)
                 try:
-                    precision, fast, mode = choose_precision(self.precision, self.fast, task, self.device,
-                                                             exact=self.exact)
-                    model = build_model(task, path)
-                    restorer = Restorer(model, self.device, precision=precision, fast=fast, tile=self.tile,
-                                        tile_overlap=self.tile_overlap, auto_tile=True, memory_budget=budget,
-                                        progress=relay, refuse_non_finite=True)
+                    restorer, info = build_restorer(task, self.weights, self.device, self.precision, self.fast,
+                                                    exact=self.exact, tile=self.tile, tile_overlap=self.tile_overlap,
+                                                    auto_tile=True, max_memory_gb=self.max_memory, progress=relay,
+                                                    root=self.root)
+                except WeightsNotFoundError as err:  # the whole message: it says where to get them
+                    raise AppError(str(err)) from err
                 except (RuntimeError, ValueError) as err:  # damaged or mismatched weights, fp16 on a CPU
                     raise AppError(str(err).splitlines()[0]) from err
-                self._loaded[task] = LoadedModel(task, restorer, path, kind, mode, relay)
+                self._loaded[task] = LoadedModel(task, restorer, info.weights, info.kind, info.mode, relay)
             return self._loaded[task]
 
 

@@ -238,7 +238,7 @@ def test_demo_exits_1_naming_the_image_with_non_finite_output(tmp_path, weights,
     folder.mkdir()
     write(folder / 'bright.png', np.full((8, 8, 3), 200, np.uint8))
     write(folder / 'mid.png', np.full((8, 8, 3), 77, np.uint8))
-    monkeypatch.setattr('utils.inference.cli.build_model', lambda task, path: InfWhereBright(**TINY).eval())
+    monkeypatch.setattr('utils.inference.loading.build_model', lambda task, path: InfWhereBright(**TINY).eval())
     assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'o', '--weights',
                weights) == 1
     err = capsys.readouterr().err

@@ -208,7 +208,8 @@ def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool
     builds that configuration (e.g. a compact model for any task), once it is
     checked (``check_model_config``) and its shapes match the file's tensors;
     otherwise the task's preset is used. A checkpoint that records another task is
-    refused (CheckpointMismatchError) unless `allow_other_task`.
+    refused (CheckpointMismatchError) unless `allow_other_task`. A Python entry point: any
+    capitalisation of the task is canonicalised here.
     """
     task = canonical_task(task)
     checkpoint = load_checkpoint_file(weights) if weights else None
