@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['MPRNet', 'PRESETS', 'canonical_task']
+__all__ = ['MPRNet', 'PRESETS', 'canonical_task', 'require_canonical']
 
 # Widths of the released models; every preset has num_cab=8, kernel_size=3,
 # reduction=4, bias=False.
@@ -50,6 +50,16 @@ def canonical_task(name: str) -> str:
         if name.lower() == task.lower():
             return task
     raise ValueError(f"unknown task {name!r}: choose one of {', '.join(PRESETS)}")
+
+
+def require_canonical(task: str) -> str:
+    """`task` unchanged if it is a canonical name, else ValueError. Entry points (the command line's
+    task_type, torch.hub, build_model, resolve_weights) canonicalise once with canonical_task;
+    what they call passes that name on and only checks it."""
+    if task not in PRESETS:
+        raise ValueError(f"{task!r} is not a canonical task name ({', '.join(PRESETS)}): pass it through "
+                         'canonical_task at the entry point')
+    return task
 
 
 def _add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,8 @@
 Drop or pick an image, choose the task, compare input and result with a
 slider and download the result as a PNG (16-bit in, 16-bit out). The page
 uses the demo's machinery: the same weights lookup (official, else bundled;
-``utils/weights.py``), one ``Restorer`` per task with the chosen device,
-precision and tiling, and ``utils/image_io`` for reading and writing, so
+``utils/files/weights.py``), one ``Restorer`` per task with the chosen device,
+precision and tiling, and ``utils/files/image_io`` for reading and writing, so
 grayscale, palette, RGBA and 16-bit files are handled as by ``demo.py``.
 Requests wait in Gradio's queue and run one at a time; the page stays
 responsive meanwhile. The server listens on 127.0.0.1 only, unless ``--host``
@@ -31,16 +31,18 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from MPRNet import PRESETS, canonical_task
+from MPRNet import PRESETS, canonical_task, require_canonical
 from utils.allocator import keep_freed_memory
-from utils.checkpoint import build_model
-from utils.cli import (DEFAULT_OVERLAP, UsageError, add_model_arguments, add_pixel_limit_argument,
-                       add_tiling_arguments, check_inference_arguments, memory_budget)
-from utils.image_io import (IMAGE_EXTENSIONS, ImageTooLargeError, image_to_tensor, read_image, tensor_to_image,
-                            to_uint8, write_image)
-from utils.inference import PRECISION_CHOICES, NonFiniteOutputError, Restorer, choose_precision, resolve_device
-from utils.tiling import check_tile_options
-from utils.weights import REPO_ROOT, WEIGHT_CHOICES, WeightsNotFoundError, resolve_weights
+from utils.device import resolve_device
+from utils.files.image_header import open_header
+from utils.files.image_io import (IMAGE_EXTENSIONS, ImageTooLargeError, image_to_tensor, read_image, tensor_to_image,
+                                  to_uint8, write_image)
+from utils.files.weights import REPO_ROOT, WEIGHT_CHOICES, WeightsNotFoundError, resolve_weights
+from utils.inference.cli import (UsageError, add_model_arguments, add_pixel_limit_argument, add_tiling_arguments,
+                                 check_inference_arguments)
+from utils.inference.loading import DEFAULT_OVERLAP, build_restorer
+from utils.inference.restorer import PRECISION_CHOICES, NonFiniteOutputError, Restorer
+from utils.inference.tiling import check_tile_options
 
 DEFAULT_PORT = 7860
 DEFAULT_MAX_MEGAPIXELS = 16.0
@@ -128,24 +130,22 @@ class Models:
         return lines
 
     def get(self, task: str) -> LoadedModel:
-        """The task's model, loading it the first time."""
-        task = canonical_task(task)
+        """The model of `task` (a canonical name), loading it the first time (as the demo does: ``build_restorer``,
+        images above --max_memory of activations in tiles)."""
+        require_canonical(task)  # restore(), the page's entry point, canonicalised it
         with self._lock:
             if task not in self._loaded:
-                path, kind = self.lookup(task)
                 relay = ProgressRelay()
-                # As in the demo: images above --max_memory of activations go in tiles.
-                budget = memory_budget(self.max_memory, self.device)
                 try:
-                    precision, fast, mode = choose_precision(self.precision, self.fast, task, self.device,
-                                                             exact=self.exact)
-                    model = build_model(task, path)
-                    restorer = Restorer(model, self.device, precision=precision, fast=fast, tile=self.tile,
-                                        tile_overlap=self.tile_overlap, auto_tile=True, memory_budget=budget,
-                                        progress=relay, refuse_non_finite=True)
+                    restorer, info = build_restorer(task, self.weights, self.device, self.precision, self.fast,
+                                                    exact=self.exact, tile=self.tile, tile_overlap=self.tile_overlap,
+                                                    auto_tile=True, max_memory_gb=self.max_memory, progress=relay,
+                                                    root=self.root)
+                except WeightsNotFoundError as err:  # the whole message: it says where to get them
+                    raise AppError(str(err)) from err
                 except (RuntimeError, ValueError) as err:  # damaged or mismatched weights, fp16 on a CPU
                     raise AppError(str(err).splitlines()[0]) from err
-                self._loaded[task] = LoadedModel(task, restorer, path, kind, mode, relay)
+                self._loaded[task] = LoadedModel(task, restorer, info.weights, info.kind, info.mode, relay)
             return self._loaded[task]
 
 
@@ -168,10 +168,10 @@ def image_notes(path: str, name: str) -> List[str]:
     """What the demo's reading does to this file that the user should know (gray, palette, alpha),
     read from the header alone; empty when the header cannot be read here."""
     try:
-        from PIL import Image
-        with Image.open(path) as img:
+        # The header reader's view (no pixels decoded, no decompression-bomb error for a large photo).
+        with open_header(path) as img:
             mode, transparent = img.mode, 'transparency' in img.info
-    except Exception:  # no Pillow, or a format only OpenCV reads: the decoder will tell
+    except Exception:  # a format only OpenCV reads: the decoder will tell
         return []
     notes = []
     if mode in ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'F'):
@@ -291,7 +291,7 @@ def import_gradio():
     """gradio, or AppError saying how to install it."""
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # nothing leaves the machine
     try:
-        import gradio
+        import gradio  # lazy: an optional extra (pip install -e '.[app]'), named if missing
     except ImportError as err:
         raise AppError('gradio is not installed; the web page is an optional extra: '
                        "pip install -e '.[app]' (in the repository)") from err

@@ -19,8 +19,8 @@ import torch
 from torch.distributions import Beta
 from torch.utils.data import Dataset
 
-from utils.image_io import image_to_tensor, read_image
-from utils.image_pairs import centre_origin, check_patch_size, flip_rotate, pad_to_at_least, pair_by_stem, stem
+from utils.files.image_io import image_to_tensor, read_image
+from utils.data.image_pairs import centre_origin, check_patch_size, flip_rotate, pad_to_at_least, pair_by_stem, stem
 
 __all__ = ['DataLoaderTrain', 'DataLoaderVal', 'MixUp', 'get_training_data', 'get_validation_data',
            'pair_folder', 'adjust_saturation', 'NUM_AUG_DRAWS']
@@ -36,7 +36,7 @@ def pair_folder(rgb_dir: str) -> List[Tuple[str, str]]:
     """[(input_path, target_path)] from `<rgb_dir>/input` and `<rgb_dir>/target`, paired by stem.
 
     Every input needs a target of the same stem and vice versa; otherwise the
-    error lists the unmatched names of both sides (utils/image_pairs.py).
+    error lists the unmatched names of both sides (utils/data/image_pairs.py).
     """
     if not os.path.isdir(rgb_dir):
         raise FileNotFoundError(f'dataset folder not found: {rgb_dir} (expected {rgb_dir}/input and '

@@ -22,13 +22,13 @@ from typing import List, Optional
 
 from tqdm import tqdm
 
-from utils.cli import (TASK_METAVAR, UsageError, add_inference_arguments, add_pixel_limit_argument,
+from utils.inference.cli import (TASK_METAVAR, UsageError, add_inference_arguments, add_pixel_limit_argument,
                        check_compare, check_inference_arguments, check_writable, load_restorer, plan_outputs,
                        run_main, task_type)
-from utils.folder_restore import collect_inputs, restore_folder
-from utils.image_io import DEFAULT_MAX_MEGAPIXELS
-from utils.visualize import write_comparison
-from utils.weights import official_paths
+from utils.inference.folder_restore import collect_inputs, restore_folder
+from utils.files.image_io import DEFAULT_MAX_MEGAPIXELS
+from utils.evaluation.visualize import write_comparison
+from utils.files.weights import official_paths
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -112,7 +112,7 @@ def restore(argv: Optional[List[str]] = None) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The command line: restore, then the exit code of utils.cli's convention (0, 1, 2 or 130)."""
+    """The command line: restore, then the exit code of utils.inference.cli's convention (0, 1, 2 or 130)."""
     return run_main(restore, argv)
 
 

@@ -10,7 +10,7 @@ Entries:
 - ``deblurring(weights='auto')``, ``deraining(weights='auto')``,
   ``denoising(weights='auto')``: the same for one task.
 
-``weights`` is looked up as by ``demo.py`` and ``app.py`` (``utils/weights.py``):
+``weights`` is looked up as by ``demo.py`` and ``app.py`` (``utils/files/weights.py``):
 'auto' (the official checkpoint when it is in ``pretrained_models/``, else the
 bundled compact weights in ``pretrained_models/synthetic/``), 'official',
 'bundled', the path of a checkpoint, or None for the task's architecture with
@@ -35,12 +35,14 @@ def mprnet(task: str = 'Deblurring', weights: Optional[str] = 'auto', root: Opti
             (default: this repository, wherever it is loaded from).
 
     Returns the model; ``model.weights_path`` and ``model.weights_kind`` ('official', 'bundled',
-    'file' or None) say what was loaded. Raises ``utils.weights.WeightsNotFoundError`` with
+    'file' or None) say what was loaded. Raises ``utils.files.weights.WeightsNotFoundError`` with
     where to get the weights when they are missing.
     """
+    # Deliberately lazy: torch.hub imports this file and then checks `dependencies`; imports at
+    # module level would fail with an ImportError before torch.hub could name what is missing.
     from MPRNet import PRESETS, MPRNet, canonical_task
-    from utils.checkpoint import build_model
-    from utils.weights import resolve_weights
+    from utils.files.checkpoint import build_model
+    from utils.files.weights import resolve_weights
 
     if not isinstance(task, str):  # canonical_task would fail on None with an AttributeError
         raise ValueError(f"task must be one of {', '.join(PRESETS)} (any capitalisation), got {task!r}")

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.errors import ConfigError  # not utils.config: importing the losses needs no yacs or PyYAML
+from utils.errors import ConfigError  # not utils.training.config: importing the losses needs no yacs or PyYAML
 
 __all__ = ['CharbonnierLoss', 'EdgeLoss', 'MultiStageLoss', 'LOSSES', 'gaussian_kernel_5', 'laplacian']
 

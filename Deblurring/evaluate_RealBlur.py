@@ -14,8 +14,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.cli import run_main  # noqa: E402
-from utils.evaluation import evaluate_folders, score_realblur  # noqa: E402
+from utils.inference.cli import run_main  # noqa: E402
+from utils.evaluation.scoring import evaluate_folders, score_realblur  # noqa: E402
 
 DATASETS = ('RealBlur_J', 'RealBlur_R')
 

@@ -17,9 +17,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.cli import run_main  # noqa: E402
-from utils.evaluation import report, score_matlab_float, score_pairs  # noqa: E402
-from utils.image_io import load_mat_array  # noqa: E402
+from utils.inference.cli import run_main  # noqa: E402
+from utils.evaluation.scoring import report, score_matlab_float, score_pairs  # noqa: E402
+from utils.files.image_io import load_mat_array  # noqa: E402
 
 GT_FILE, GT_KEY = 'ValidationGtBlocksSrgb.mat', 'ValidationGtBlocksSrgb'
 

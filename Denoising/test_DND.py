@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.atomic import write_atomically  # noqa: E402
-from utils.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
-from utils.folder_restore import restore_images  # noqa: E402
-from utils.image_io import write_image  # noqa: E402
+from utils.files.atomic import write_atomically  # noqa: E402
+from utils.inference.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
+from utils.inference.folder_restore import restore_images  # noqa: E402
+from utils.files.image_io import write_image  # noqa: E402
 
 TASK = 'Denoising'
 
@@ -83,7 +83,7 @@ def crop_boxes(img: np.ndarray, boxes: np.ndarray, name: str) -> List[np.ndarray
 
 
 def save_mat(path: str, variables: dict) -> None:
-    """scipy.io.savemat, atomically (utils.atomic): the file is whole or the previous one stays."""
+    """scipy.io.savemat, atomically (utils.files.atomic): the file is whole or the previous one stays."""
     write_atomically(path, lambda f: scipy.io.savemat(f, variables))
 
 

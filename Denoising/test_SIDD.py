@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.atomic import write_atomically  # noqa: E402
-from utils.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
-from utils.folder_restore import restore_batch  # noqa: E402
-from utils.image_io import load_mat_array, write_image  # noqa: E402
+from utils.files.atomic import write_atomically  # noqa: E402
+from utils.inference.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
+from utils.inference.folder_restore import restore_batch  # noqa: E402
+from utils.files.image_io import load_mat_array, write_image  # noqa: E402
 
 TASK = 'Denoising'
 NOISY_FILE, NOISY_KEY = 'ValidationNoisyBlocksSrgb.mat', 'ValidationNoisyBlocksSrgb'

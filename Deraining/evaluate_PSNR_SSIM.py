@@ -15,8 +15,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.cli import run_main  # noqa: E402
-from utils.evaluation import evaluate_datasets, evaluation_arguments, score_y_channel  # noqa: E402
+from utils.inference.cli import run_main  # noqa: E402
+from utils.evaluation.scoring import evaluate_datasets, evaluation_arguments, score_y_channel  # noqa: E402
 
 DATASETS = ('Rain100L', 'Rain100H', 'Test100', 'Test1200', 'Test2800')
 

@@ -14,8 +14,8 @@ from typing import Dict, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.cli import add_test_script_arguments, load_restorer, plan_outputs, run_main  # noqa: E402
-from utils.folder_restore import collect_inputs, restore_folder  # noqa: E402
+from utils.inference.cli import add_test_script_arguments, load_restorer, plan_outputs, run_main  # noqa: E402
+from utils.inference.folder_restore import collect_inputs, restore_folder  # noqa: E402
 
 TASK = 'Deraining'
 DATASETS = ('Rain100L', 'Rain100H', 'Test100', 'Test1200', 'Test2800')

@@ -4,7 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
-from utils.train_cli import script_main  # noqa: E402
+from utils.training.cli import script_main  # noqa: E402
 
 main = script_main(__file__, __doc__)  # main(argv=None): train with the training.yml beside this file
 

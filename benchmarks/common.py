@@ -3,13 +3,15 @@ import argparse
 import math
 import os
 import platform
+import sys
 import time
 from typing import Optional
 
 import torch
 
 from MPRNet import canonical_task
-from utils.inference import cpu_flags
+from utils.device import cpu_flags
+from utils.files.atomic import write_atomically
 
 GIB = 2 ** 30
 
@@ -98,8 +100,6 @@ def require_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, 
 
 def print_report(text: str, out: Optional[str]) -> None:
     """Print the report; with --out also write it there (atomically, saying whether it replaced a file)."""
-    import sys
-    from utils.atomic import write_atomically
     if out:
         replaced = os.path.exists(out)
         write_atomically(out, lambda f: f.write(text.encode()))

@@ -24,6 +24,7 @@ import sys
 from typing import Callable, Dict
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -31,7 +32,7 @@ from MPRNet import MPRNet  # noqa: E402
 from benchmarks.common import cpu_name, cpu_precision_description, parse_task, timed_ms  # noqa: E402
 from benchmarks.published_reference import PublishedOrderMPRNet  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
-from utils.inference import Restorer  # noqa: E402
+from utils.inference.restorer import Restorer  # noqa: E402
 
 CONV_OPS = ('aten::mkldnn_convolution', 'aten::_slow_conv2d_forward')
 
@@ -43,7 +44,6 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 def conv_ms(fn: Callable[[], object]) -> float:
     """Milliseconds one call of fn spends in convolution kernels (self time, as the profiler sees it)."""
-    from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
     return sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in CONV_OPS) / 1e3

@@ -45,8 +45,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from MPRNet import PRESETS, MPRNet  # noqa: E402
 from utils.allocator import ENV_SWITCH, keep_freed_memory  # noqa: E402
-from utils.checkpoint import build_model  # noqa: E402
-from utils.inference import Restorer, choose_precision, cpu_has_native_bf16, resolve_device  # noqa: E402
+from utils.files.checkpoint import build_model  # noqa: E402
+from utils.inference.restorer import Restorer, choose_precision  # noqa: E402
+from utils.device import cpu_has_native_bf16, resolve_device  # noqa: E402
 from utils.padding import pad_to_multiple  # noqa: E402
 from benchmarks.common import (GIB, cpu_precision_description, device_description, fmt, parse_task,  # noqa: E402
                                print_report, require_positive, timed_ms)
@@ -57,7 +58,7 @@ from benchmarks.published_reference import PublishedOrderMPRNet  # noqa: E402
 class Variant:
     """One way of running the model.
 
-    `precision` 'auto' is the demo's choice (utils.inference.choose_precision): bf16 autocast
+    `precision` 'auto' is the demo's choice (utils.inference.restorer.choose_precision): bf16 autocast
     where the device runs it natively (a GPU with bf16, a CPU with avx512_bf16 or amx_bf16),
     else fp32. `published_order` runs the published code's order of operations
     (PublishedOrderMPRNet). `system_malloc` rows run, on the CPU, in a fresh process each under
@@ -87,7 +88,7 @@ VARIANTS = [
     Variant('fp32-fast', 'fast fp32', 'fp32', True, True,
             'Restorer(fast=True): batched + channels-last + cudnn.benchmark, fp32'),
     Variant('auto', 'auto', 'auto', True, True,
-            'the demo\'s --precision auto (utils.inference.choose_precision): bf16 autocast + fast where '
+            'the demo\'s --precision auto (utils.inference.restorer.choose_precision): bf16 autocast + fast where '
             'the device has native bf16, else fast fp32'),
     Variant('bf16', 'bf16', 'bf16', False, False, 'bf16 autocast, per-quadrant loop, contiguous'),
     Variant('bf16-fast', 'bf16-fast', 'bf16', True, True, "Restorer(fast=True, precision='bf16')"),
@@ -151,6 +152,7 @@ def natural_input(size: Tuple[int, int], batch: int) -> torch.Tensor:
     """(batch, 3, H, W) in [0, 1]: scikit-image's astronaut photo resized to W x H
     (later images of a batch are mirrored copies) rather than noise, so activations
     have the magnitudes of real use."""
+    # Deliberately lazy: scikit-image's import is slow and only this source of photos needs it.
     from skimage import data
     w, h = size
     photo = data.astronaut()

@@ -2,7 +2,7 @@
 
 ``PublishedOrderMPRNet`` has the same constructor, modules, parameters and
 state-dict keys as ``MPRNet.MPRNet``; only the forward methods differ. They
-follow the published network code (swz30/MPRNet, ``Deraining/MPRNet.py``; the
+follow the published network code (``swz30/MPRNet/Deraining/MPRNet.py``; the
 three task folders share it) in order of operations, in allocations and in
 module calls, so the Python overhead is the published one too:
 

@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks.tiling_measure import LiveTensorPeak, smooth_image  # noqa: E402  (shared with tests/test_tiling.py)
 from MPRNet import MPRNet  # noqa: E402
-from utils.inference import Restorer  # noqa: E402
+from utils.inference.restorer import Restorer  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -1,5 +1,5 @@
 """What benchmarks/tiling_error.py and tests/test_tiling.py share: a smooth test image and a meter
-of the peak memory held by live tensors (independent of utils.tiling's estimate it is checked against).
+of the peak memory held by live tensors (independent of utils.inference.tiling's estimate it is checked against).
 
 Not to be confused with benchmarks/infer_speed.py's PeakMemory, which measures a whole process
 (CUDA allocator peak, or resident-set growth on the CPU).

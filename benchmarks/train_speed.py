@@ -1,6 +1,6 @@
 """Training speed of MPRNet: images/s and peak memory per preset, for each speed switch of the engine.
 
-Every row times ``Trainer.train_step`` of utils/engine.py, the step that
+Every row times ``Trainer.train_step`` of utils/training/trainer.py, the step that
 training runs: forward, the task's published loss, backward, Adam, and the
 loss read-back that checks for NaN. Batches are random tensors already on the
 device, so data loading is not measured. Rows add one switch at a time:
@@ -29,9 +29,10 @@ from tqdm import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from MPRNet import PRESETS  # noqa: E402
-from utils.config import load_config  # noqa: E402
-from utils.engine import Trainer  # noqa: E402
-from utils.inference import OutOfMemoryError, resolve_device  # noqa: E402
+from utils.training.config import load_config  # noqa: E402
+from utils.training.trainer import Trainer  # noqa: E402
+from utils.inference.restorer import OutOfMemoryError  # noqa: E402
+from utils.device import resolve_device  # noqa: E402
 from benchmarks.common import (GIB, device_description, fmt, parse_task, print_report,  # noqa: E402
                                require_positive, timed_ms)
 

@@ -5,7 +5,7 @@
 
 Each sample is one photograph from ``skimage.data`` (shipped with
 scikit-image, no download), resized to a long side of 320 px and degraded
-with ``utils.degradations``: camera-shake blur, rain streaks or noise, into
+with ``utils.data.degradations``: camera-shake blur, rain streaks or noise, into
 the folder of the task that restores it (<output_dir>/Deblurring/ etc.). These
 photographs are held out of the bundled weights' training
 (scripts/prepare_photos.py HELD_OUT), so the demo shows what a user gets on
@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
 
-from utils.degradations import degrade  # noqa: E402
-from utils.image_io import write_image  # noqa: E402
+from utils.data.degradations import degrade  # noqa: E402
+from utils.files.image_io import write_image  # noqa: E402
 
 # (task folder, file name, skimage.data photograph, degradation, fixed parameters; the rest are
 # drawn from the seed)
@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def load_photo(name: str) -> np.ndarray:
     """An skimage.data photograph as float32 RGB (H, W, 3) in [0, 1]."""
+    # Deliberately lazy: scikit-image's import is slow and only this source of photos needs it.
     import skimage.data
     img = skimage.data.stereo_motorcycle()[0] if name == 'motorcycle' else getattr(skimage.data, name)()
     return img.astype(np.float32) / 255.0

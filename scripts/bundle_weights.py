@@ -4,7 +4,7 @@
         --checkpoint checkpoints/Denoising/models/compact_synthetic/model_latest.pth
     # -> pretrained_models/synthetic/model_denoising_synthetic.pth
 
-The file loads with torch.load(weights_only=True) and utils.checkpoint.build_model,
+The file loads with torch.load(weights_only=True) and utils.files.checkpoint.build_model,
 which builds the recorded configuration and casts the tensors back to float32.
 """
 import argparse
@@ -13,9 +13,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from MPRNet import PRESETS  # noqa: E402
-from utils.checkpoint import build_model  # noqa: E402
-from utils.cli import run_main, task_type  # noqa: E402
-from utils.weights import bundle_checkpoint, bundled_path  # noqa: E402
+from utils.files.checkpoint import build_model  # noqa: E402
+from utils.inference.cli import run_main, task_type  # noqa: E402
+from utils.files.weights import bundle_checkpoint, bundled_path  # noqa: E402
 
 
 def bundle(argv=None) -> None:

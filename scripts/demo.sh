@@ -13,6 +13,6 @@ for task in Deblurring Deraining Denoising; do
         --overwrite --compare "samples/output/comparison_$task.png" "$@"
     pictures+=("samples/output/comparison_$task.png")
 done
-python -m utils.visualize "${pictures[@]}" --out samples/output/comparison.png \
+python -m utils.evaluation.visualize "${pictures[@]}" --out samples/output/comparison.png \
     --title 'MPRNet: each sample (left) and its restoration (right)'
 echo "Open samples/output/comparison.png to see every input beside its result."

@@ -2,7 +2,7 @@
 
 For each task, every photo of --photos (scripts/prepare_photos.py's test/
 split: never trained on, never used to pick an epoch) is shrunk to --max_side,
-degraded by ``utils.degradations_heldout`` (not the training generator),
+degraded by ``utils.data.degradations_heldout`` (not the training generator),
 saved to 8 bits as a user's file would be, and restored by:
 
 - the degraded input itself;
@@ -13,7 +13,7 @@ saved to 8 bits as a user's file would be, and restored by:
   tuned); Deraining: a median filter (size tuned);
 - the bundled model in exact fp32 and in the demo's default precision.
 
-Scores are MATLAB-style PSNR and SSIM on 8-bit RGB (utils.metrics), means
+Scores are MATLAB-style PSNR and SSIM on 8-bit RGB (utils.evaluation.metrics), means
 over the photos. Deblurring degrades every photo three times, once per blur
 extent bucket (BLUR_BUCKETS: up to 9, 10-19 and 20-31 px, the extent drawn
 within the bucket and the kernel family drawn from the held-out generator's
@@ -53,15 +53,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from MPRNet import PRESETS  # noqa: E402
-from utils import metrics  # noqa: E402
+from utils.evaluation import metrics  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
-from utils.atomic import write_atomically  # noqa: E402
-from utils.checkpoint import build_model, load_checkpoint_file  # noqa: E402
-from utils import degradations as training_degradations  # noqa: E402
-from utils.degradations_heldout import blur, extent_kernel, gaussian_noise, streak_rain  # noqa: E402
-from utils.image_io import list_images, read_image, shrink_to_fit, to_uint8  # noqa: E402
-from utils.inference import Restorer, choose_precision  # noqa: E402
-from utils.weights import resolve_weights  # noqa: E402
+from utils.files.atomic import write_atomically  # noqa: E402
+from utils.files.checkpoint import build_model, load_checkpoint_file  # noqa: E402
+from utils.data import degradations as training_degradations  # noqa: E402
+from utils.data.degradations_heldout import blur, extent_kernel, gaussian_noise, streak_rain  # noqa: E402
+from utils.files.image_io import list_images, read_image, shrink_to_fit, to_uint8  # noqa: E402
+from utils.inference.restorer import Restorer, choose_precision  # noqa: E402
+from utils.files.weights import resolve_weights  # noqa: E402
 
 KIND = {'Deblurring': 'deblur', 'Deraining': 'derain', 'Denoising': 'denoise'}
 NOISE_SIGMA = 25.0
@@ -76,7 +76,7 @@ def degrade(clean: np.ndarray, task: str, rng: np.random.Generator,
             extent: Optional[int] = None, generator: str = 'heldout') -> Tuple[np.ndarray, dict]:
     """(8-bit-valued degraded float image, what a baseline may know: the kernel or sigma);
     Deblurring needs the blur `extent` in px. `generator` 'training' uses the training generator
-    (utils/degradations.py) instead: a diagnostic on the training distribution, not a judgement."""
+    (utils/data/degradations.py) instead: a diagnostic on the training distribution, not a judgement."""
     if generator == 'training':
         if task == 'Deblurring':
             kernel = training_degradations.blur_kernel(rng, None, extent, 31)
@@ -117,12 +117,12 @@ def nlm(img: np.ndarray, h: float) -> np.ndarray:
 
 
 def cbm3d(img: np.ndarray, sigma: float) -> np.ndarray:
-    import bm3d
+    import bm3d  # lazy: an optional baseline, not a dependency of the project
     return np.clip(bm3d.bm3d_rgb(img, sigma / 255.0), 0, 1)
 
 
 def richardson_lucy(img: np.ndarray, kernel: np.ndarray, iterations: int) -> np.ndarray:
-    from skimage.restoration import richardson_lucy as rl
+    from skimage.restoration import richardson_lucy as rl  # lazy: only this baseline loads skimage's restoration
     return np.stack([rl(img[:, :, c], kernel.astype(np.float64), num_iter=iterations, clip=True)
                      for c in range(3)], axis=-1)
 
@@ -214,7 +214,7 @@ def markdown(results: Dict[Tuple[str, str], dict], counts: Dict[str, int], max_s
     """The tables of every (folder, task) in `results`, one section per folder."""
     lines = ['# Bundled compact models on held-out photos', '',
              f'Photos never trained on, longest side {max_side} px (Deblurring: each at {len(BLUR_BUCKETS)} blur '
-             f'extents), degraded by `utils/degradations_heldout.py` (seed {seed}); MATLAB-style PSNR (dB) / SSIM '
+             f'extents), degraded by `utils/data/degradations_heldout.py` (seed {seed}); MATLAB-style PSNR (dB) / SSIM '
              'on 8-bit RGB, means over the photos. Baselines get an oracle\'s help: the true kernel or sigma, and '
              'the parameter after the colon tuned on these same photos.', '', f'Command: `{command}`', '']
     for (folder, task), result in results.items():

@@ -21,7 +21,7 @@ Every export is verified: ONNX Runtime's output against PyTorch's on two
 sizes (``--check_sizes``); the largest absolute difference is printed and
 must be below ``--tolerance`` (1e-4), otherwise nothing is written and the
 exit code is 1. The graph is written and checked under a temporary name
-beside ``--out`` and renamed only once it passes (utils.atomic), so a failed
+beside ``--out`` and renamed only once it passes (utils.files.atomic), so a failed
 or interrupted export never leaves a file, nor touches one that was there.
 An existing ``--out`` is refused unless ``--overwrite``; the ``--weights``
 file itself always is. Exit code 2: nothing exported (a bad option, missing
@@ -41,10 +41,10 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from MPRNet import PRESETS, canonical_task  # noqa: E402
-from utils.atomic import atomic_output  # noqa: E402
-from utils.checkpoint import build_model  # noqa: E402
-from utils.inference import Restorer  # noqa: E402
-from utils.weights import WeightsNotFoundError, resolve_weights  # noqa: E402
+from utils.files.atomic import atomic_output  # noqa: E402
+from utils.files.checkpoint import build_model  # noqa: E402
+from utils.inference.restorer import Restorer  # noqa: E402
+from utils.files.weights import WeightsNotFoundError, resolve_weights  # noqa: E402
 
 DEFAULT_OPSET = 18
 DEFAULT_TOLERANCE = 1e-4
@@ -171,7 +171,7 @@ def export_graph(wrapper: PaddedMPRNet, out: str, exporter: str, opset: int, nam
 
 def describe(path: str, task: str, weights: str, kind: str, model: torch.nn.Module, args) -> None:
     """Write what the graph expects and where its weights came from into the ONNX file's metadata."""
-    import onnx
+    import onnx  # lazy: the optional onnx extra, checked by require_packages first
     graph = onnx.load(path)
     sizes = ('any height and width of 8 px or more (reflect-padded to multiples of 8 inside the graph)'
              if args.exporter == 'torchscript' else
@@ -199,7 +199,7 @@ def verify(path: str, model: torch.nn.Module, sizes: Sequence[Tuple[int, int]], 
            threads: Optional[int] = None) -> List[Tuple[Tuple[int, int], float]]:
     """Largest absolute difference between ONNX Runtime and PyTorch (the demo's Restorer for the
     final image, the model's padded pass for the stages) on a random image of each size."""
-    import onnxruntime
+    import onnxruntime  # lazy: the optional onnx extra
     options = onnxruntime.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads

@@ -52,7 +52,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.image_io import is_image_file, read_image, shrink_to_fit, write_image  # noqa: E402
+from utils.files.image_io import is_image_file, read_image, shrink_to_fit, write_image  # noqa: E402
 
 SPLITS = ('train', 'val', 'test', 'test_source')
 HELD_OUT_SPLIT = 'test_source'
@@ -220,6 +220,7 @@ def _clean(text: str) -> str:
 
 def skimage_source() -> Source:
     """scikit-image's bundled photographs, read from the installed package (no network)."""
+    # Deliberately lazy: scikit-image's import is slow and only this source of photos needs it.
     import skimage
     from skimage import data
     source = Source('scikit-image')

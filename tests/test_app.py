@@ -26,8 +26,8 @@ from PIL import Image
 import app
 from conftest import png_header_only
 from MPRNet import PRESETS, MPRNet
-from utils.image_io import read_image
-from utils.weights import bundled_path
+from utils.files.image_io import read_image
+from utils.files.weights import bundled_path
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

@@ -23,10 +23,10 @@ import hubconf
 from conftest import TINY, png_header_only
 from MPRNet import MPRNet
 from utils import allocator
-from utils.folder_restore import restore_folder
-from utils.image_io import DEFAULT_MAX_MEGAPIXELS, ImageTooLargeError, check_pixel_limit, read_image
-from utils.inference import Restorer
-from utils.visualize import BACKGROUND, LABEL_HEIGHT, drawable, labelled_panel
+from utils.inference.folder_restore import restore_folder
+from utils.files.image_io import DEFAULT_MAX_MEGAPIXELS, ImageTooLargeError, check_pixel_limit, read_image
+from utils.inference.restorer import Restorer
+from utils.evaluation.visualize import BACKGROUND, LABEL_HEIGHT, drawable, labelled_panel
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -238,7 +238,7 @@ def test_demo_exits_1_naming_the_image_with_non_finite_output(tmp_path, weights,
     folder.mkdir()
     write(folder / 'bright.png', np.full((8, 8, 3), 200, np.uint8))
     write(folder / 'mid.png', np.full((8, 8, 3), 77, np.uint8))
-    monkeypatch.setattr('utils.cli.build_model', lambda task, path: InfWhereBright(**TINY).eval())
+    monkeypatch.setattr('utils.inference.loading.build_model', lambda task, path: InfWhereBright(**TINY).eval())
     assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'o', '--weights',
                weights) == 1
     err = capsys.readouterr().err

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from MPRNet import PRESETS
-from utils.checkpoint import build_model, load_checkpoint_file
-from utils.inference import Restorer
-from utils.weights import REPO_ROOT, bundled_path, official_paths, resolve_weights
+from utils.files.checkpoint import build_model, load_checkpoint_file
+from utils.inference.restorer import Restorer
+from utils.files.weights import REPO_ROOT, bundled_path, official_paths, resolve_weights
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 CROP = 128

@@ -5,8 +5,8 @@ import stat
 import pytest
 import torch
 
-from utils.atomic import remove_stale_temporaries, write_atomically
-from utils.checkpoint import CheckpointMismatchError, build_model, recorded_task, save_atomic
+from utils.files.atomic import remove_stale_temporaries, write_atomically
+from utils.files.checkpoint import CheckpointMismatchError, build_model, recorded_task, save_atomic
 
 
 def tiny_checkpoint(path, tiny_model, **extra):
@@ -74,7 +74,7 @@ def test_a_killed_write_keeps_the_old_file_and_its_temporary_is_cleared_later(tm
 # ---------------------------------------------------------------- issue 21: what a checkpoint holds is checked
 
 def test_weights_holding_nan_or_inf_are_refused_naming_the_first_bad_tensor(tmp_path, tiny_model):
-    from utils.checkpoint import CheckpointReadError
+    from utils.files.checkpoint import CheckpointReadError
     state = tiny_model.state_dict()
     keys = list(state)
     first, later = keys[3], keys[10]
@@ -98,7 +98,7 @@ def test_the_demo_refuses_nan_weights_with_exit_2(tmp_path, tiny_model, capsys):
     path = tmp_path / 'nan.pth'
     torch.save({'state_dict': state, 'model_config': tiny_model.config}, path)
     import numpy as np
-    from utils.image_io import write_image
+    from utils.files.image_io import write_image
     write_image(str(tmp_path / 'in' / 'x.png'), np.full((16, 16, 3), 0.5, np.float32))
     assert demo.main(['--task', 'Deraining', '--input_dir', str(tmp_path / 'in'), '--result_dir',
                       str(tmp_path / 'out'), '--weights', str(path)]) == 2
@@ -151,8 +151,8 @@ def test_a_wide_config_that_does_not_fit_the_tensors_is_refused_without_allocati
 
 
 def test_bundling_refuses_what_would_not_load_and_leaves_no_file(tmp_path, tiny_model):
-    from utils.checkpoint import CheckpointReadError
-    from utils.weights import bundle_checkpoint
+    from utils.files.checkpoint import CheckpointReadError
+    from utils.files.weights import bundle_checkpoint
     out = tmp_path / 'release.pth'
     good = tiny_checkpoint(tmp_path / 'good.pth', tiny_model, config="MODEL:\n  MODE: 'Deraining'\n")
     state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
@@ -183,7 +183,7 @@ def test_a_file_size_limit_mid_save_keeps_the_previous_checkpoint(tmp_path):
     # A real failed write, no monkeypatching: the kernel refuses bytes past 64 KiB (EFBIG), and
     # the 4 MB tensor does not fit. SIGXFSZ is ignored so the write fails instead of killing.
     code = ('import resource, signal, sys, torch\n'
-            'from utils.checkpoint import save_atomic\n'
+            'from utils.files.checkpoint import save_atomic\n'
             'signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n'
             'resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))\n'
             'try:\n'

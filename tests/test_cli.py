@@ -1,4 +1,4 @@
-"""utils.cli and the demo's run options: exit codes, skipping, comparison pictures, precision choice."""
+"""utils.inference.cli and the demo's run options: exit codes, skipping, comparison pictures, precision choice."""
 import os
 import stat
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import demo
-from utils import inference
-from utils.cli import EXIT_INTERRUPTED, EXIT_NOTHING_RUN, EXIT_OK, EXIT_SOME_FAILED, UsageError, run_main
-from utils.image_io import write_image
-from utils.inference import Restorer, choose_precision
+from utils.inference import restorer
+from utils.inference.cli import EXIT_INTERRUPTED, EXIT_NOTHING_RUN, EXIT_OK, EXIT_SOME_FAILED, UsageError, run_main
+from utils.files.image_io import write_image
+from utils.inference.restorer import Restorer, choose_precision
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -75,7 +75,7 @@ def test_compare_writes_every_input_beside_its_result(inputs, tmp_path, weights)
                weights, '--compare', picture) == EXIT_OK
     img = cv2.imread(str(picture))
     # Three rows (one per image), each an input panel and a result panel side by side with a label band.
-    from utils.visualize import GAP, LABEL_HEIGHT
+    from utils.evaluation.visualize import GAP, LABEL_HEIGHT
     title = LABEL_HEIGHT + 8
     rows = (20 + LABEL_HEIGHT) + (16 + LABEL_HEIGHT) + (24 + LABEL_HEIGHT) + 3 * GAP
     assert img.shape[0] == title + rows
@@ -109,12 +109,12 @@ def test_every_image_failing_is_exit_2(tmp_path, weights, capsys):
 
 def test_auto_precision_follows_the_cpu_and_fp16_on_cpu_is_refused(monkeypatch):
     cpu = torch.device('cpu')
-    monkeypatch.setattr(inference, 'cpu_has_native_bf16', lambda: True)
+    monkeypatch.setattr(restorer, 'cpu_has_native_bf16', lambda: True)
     assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('bf16', True)
-    monkeypatch.setattr(inference, 'AUTO_BF16_TASKS', frozenset())
+    monkeypatch.setattr(restorer, 'AUTO_BF16_TASKS', frozenset())
     assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('fp32', True)
-    monkeypatch.setattr(inference, 'AUTO_BF16_TASKS', frozenset({'Deraining'}))
-    monkeypatch.setattr(inference, 'cpu_has_native_bf16', lambda: False)
+    monkeypatch.setattr(restorer, 'AUTO_BF16_TASKS', frozenset({'Deraining'}))
+    monkeypatch.setattr(restorer, 'cpu_has_native_bf16', lambda: False)
     assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('fp32', True)
     assert choose_precision('fp32', False, 'Deraining', cpu)[:2] == ('fp32', False)  # the exact path
     with pytest.raises(ValueError, match='fp16 on the CPU'):
@@ -149,7 +149,7 @@ def test_results_are_written_atomically_with_the_usual_permissions(tmp_path):
 @pytest.mark.parametrize('orientation', range(1, 9))
 def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
     from PIL import Image, ImageOps
-    from utils.image_io import read_image
+    from utils.files.image_io import read_image
     # A 6x4 picture with distinct pixels; PNG carries EXIF too (eXIf chunk) and is lossless, so
     # the pixels can be compared exactly with Pillow's own exif_transpose.
     stored = (np.arange(6 * 4 * 3).reshape(4, 6, 3) * 3).astype(np.uint8)
@@ -169,8 +169,8 @@ def test_png_size_and_orientation_come_from_the_header_without_decoding(tmp_path
     import struct
     import zlib
     from PIL import Image
-    from utils.data_check import image_size
-    from utils.image_io import exif_orientation
+    from utils.files.image_header import image_size
+    from utils.files.image_header import exif_orientation
     exif = Image.Exif()
     exif[0x0112] = 6
     raw = exif.tobytes()[6:]  # without the 'Exif\0\0' prefix: a PNG eXIf chunk holds the TIFF data
@@ -200,7 +200,7 @@ def test_rotated_jpeg_from_a_camera_is_restored_upright(tmp_path, weights):
 
 
 def test_float_tiff_outside_0_1_warns(tmp_path):
-    from utils.image_io import read_image
+    from utils.files.image_io import read_image
     path = tmp_path / 'hdr.tiff'
     assert cv2.imwrite(str(path), np.full((4, 4, 3), 2.5, np.float32))
     with pytest.warns(UserWarning, match=r'clipped to \[0, 1\]'):

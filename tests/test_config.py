@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from utils.config import ConfigError, add_config_arguments, config_from_args, load_config
+from utils.training.config import ConfigError, add_config_arguments, config_from_args, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,8 +11,8 @@ from scipy import stats
 from torch.utils.data import DataLoader
 
 from dataset_RGB import MixUp, adjust_saturation, get_training_data, get_validation_data
-from utils.image_io import image_to_tensor, list_images, read_image
-from utils.image_pairs import flip_rotate, images_by_stem, pair_by_stem
+from utils.files.image_io import image_to_tensor, list_images, read_image
+from utils.data.image_pairs import flip_rotate, images_by_stem, pair_by_stem
 
 TARGET_OFFSET = 30000  # target pixels hold index + offset, inputs the index itself
 

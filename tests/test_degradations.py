@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from utils.degradations import (BLUR_FAMILY_PROBS, EXTENT_RANGE, KINDS, LENGTH_RANGE, add_noise, add_rain,
+from utils.data.degradations import (BLUR_FAMILY_PROBS, EXTENT_RANGE, KINDS, LENGTH_RANGE, add_noise, add_rain,
                                 blind_noise, blur_kernel, convolve, degrade, disk_kernel, gaussian_kernel,
                                 jpeg_roundtrip, kernel_extent, motion_blur, motion_kernel, rain_layer,
                                 shake_trajectory, streak_kernel)

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from utils.degradations import add_rain, motion_kernel
-from utils.degradations_heldout import (EXTENT_FAMILIES, KINDS, defocus_kernel, degrade_heldout, extent_kernel,
+from utils.data.degradations import add_rain, motion_kernel
+from utils.data.degradations_heldout import (EXTENT_FAMILIES, KINDS, defocus_kernel, degrade_heldout, extent_kernel,
                                         gaussian_noise, linear_kernel, spline_kernel, streak_rain)
-import utils.degradations_heldout as heldout_module
+import utils.data.degradations_heldout as heldout_module
 
 
 def photo_like(h=48, w=64, seed=0):
@@ -104,4 +104,4 @@ def test_linear_motion_is_a_uniform_segment():
 
 def test_held_out_generator_imports_nothing_from_the_training_one():
     source = open(heldout_module.__file__).read()
-    assert 'from utils.degradations import' not in source and 'import utils.degradations\n' not in source
+    assert 'from utils.data.degradations import' not in source and 'import utils.data.degradations\n' not in source

@@ -9,9 +9,9 @@ from PIL import Image
 
 import demo
 from MPRNet import MPRNet
-from utils.checkpoint import OFFICIAL_WEIGHTS_URL
-from utils.inference import Restorer
-from utils.weights import WeightsNotFoundError, resolve_weights
+from utils.files.checkpoint import OFFICIAL_WEIGHTS_URL
+from utils.inference.restorer import Restorer
+from utils.files.weights import WeightsNotFoundError, resolve_weights
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from MPRNet import CAB, MPRNet
-from utils.inference import Restorer
+from utils.inference.restorer import Restorer
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from MPRNet import PRESETS, MPRNet
-from utils.weights import WeightsNotFoundError, bundled_path, official_paths
+from utils.files.weights import WeightsNotFoundError, bundled_path, official_paths
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

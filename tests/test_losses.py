@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from losses import CharbonnierLoss, EdgeLoss, MultiStageLoss, gaussian_kernel_5, laplacian
-from utils.config import ConfigError
+from utils.training.config import ConfigError
 
 EPS = 1e-3
 F64 = dict(dtype=torch.float64)
@@ -191,11 +191,11 @@ def test_losses_import_without_yacs_and_yaml():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ConfigError OPTIM.LOSS must be one of charbonnier_edge, charbonnier_clamped, got 'l1'"
     # the block is real: the configuration module, which does need them, fails under it
-    blocked = run_without_yacs_and_yaml('import utils.config\n')
+    blocked = run_without_yacs_and_yaml('import utils.training.config\n')
     assert blocked.returncode != 0 and 'import of yaml halted' in blocked.stderr
 
 
 def test_the_config_error_is_one_class_wherever_it_is_imported_from():
-    """train.py catches utils.config.ConfigError; the losses raise utils.errors.ConfigError."""
+    """train.py catches utils.training.config.ConfigError; the losses raise utils.errors.ConfigError."""
     import utils.errors
     assert ConfigError is utils.errors.ConfigError and issubclass(ConfigError, ValueError)

@@ -1,4 +1,4 @@
-"""utils.metrics against values worked out by hand: closed forms and plain-loop SSIM.
+"""utils.evaluation.metrics against values worked out by hand: closed forms and plain-loop SSIM.
 
 The loop references below follow the published definitions directly (MATLAB
 ssim.m / imgaussfilt3, Zhou Wang's SSIM_index.m, the RealBlur script's
@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils import metrics
+from utils.evaluation import metrics
 
 SIGMA, RADIUS = 1.5, 5  # MATLAB: 2*ceil(3*1.5)+1 = 11 taps
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from MPRNet import MPRNet, PRESETS, canonical_task
-from utils.checkpoint import CheckpointMismatchError, build_model, load_weights, save_atomic
+from utils.files.checkpoint import CheckpointMismatchError, build_model, load_weights, save_atomic
 from utils.padding import crop_to, pad_to_multiple
 
 

@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.published_reference import PublishedOrderMPRNet
 from MPRNet import Decoder, DownSample, MPRNet, SharedPReLU, UpSample
-from utils.inference import Restorer
+from utils.inference.restorer import Restorer
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 
-from utils.config import load_config
-from utils.schedule import WarmupCosineSchedule, warmup_cosine_lr
+from utils.training.config import load_config
+from utils.training.schedule import WarmupCosineSchedule, warmup_cosine_lr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (task, epochs, extra cosine epochs) of the published recipe.

@@ -10,9 +10,9 @@ same order, so the expected difference is 0, not a tolerance.
 import pytest
 import torch
 
-from utils.checkpoint import build_model
-from utils.inference import Restorer
-from utils.weights import bundled_path
+from utils.files.checkpoint import build_model
+from utils.inference.restorer import Restorer
+from utils.files.weights import bundled_path
 
 spandrel = pytest.importorskip('spandrel', reason='spandrel not installed (pip install -e .[dev])')
 spandrel_extra_arches = pytest.importorskip(

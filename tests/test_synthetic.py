@@ -1,4 +1,4 @@
-"""Synthetic pairs from clean photos (utils/synthetic.py) and the photo preparation script."""
+"""Synthetic pairs from clean photos (utils/data/synthetic.py) and the photo preparation script."""
 import importlib.util
 import os
 import random
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from utils.synthetic import get_synthetic_training_data, get_synthetic_validation_data
+from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PS = 16
@@ -101,9 +101,9 @@ def test_small_photo_is_reflect_padded(photo_dir):
 def test_degraded_patch_is_aligned_with_its_target(texture_dir, monkeypatch):
     """Screen-blended rain only brightens, so on a random texture input >= target pixel by pixel
     holds only if both come from the same place and got the same flip/rotation."""
-    import utils.synthetic
-    from utils.degradations import degrade
-    monkeypatch.setattr(utils.synthetic, 'degrade', lambda img, kind, rng: degrade(img, kind, rng, blend='screen'))
+    import utils.data.synthetic
+    from utils.data.degradations import degrade
+    monkeypatch.setattr(utils.data.synthetic, 'degrade', lambda img, kind, rng: degrade(img, kind, rng, blend='screen'))
     data = get_synthetic_training_data(texture_dir, 'derain', 32, seed=3)
     brightened = 0
     for _ in range(6):
@@ -125,7 +125,7 @@ def test_training_draws_differ_and_follow_pythons_random(photo_dir):
 
 
 def test_decoded_photos_are_cached_and_never_changed(photo_dir, monkeypatch):
-    import utils.synthetic as synthetic
+    import utils.data.synthetic as synthetic
     data = get_synthetic_training_data(photo_dir, 'deblur', PS, seed=1)
     reads = []
     real_read = synthetic.read_image
@@ -231,7 +231,7 @@ def test_split_is_deterministic_nested_and_about_the_fraction():
 
 
 def test_photos_are_shrunk_by_area_averaging():
-    from utils.image_io import shrink_to_fit as downscale  # what scripts/prepare_photos.py shrinks with
+    from utils.files.image_io import shrink_to_fit as downscale  # what scripts/prepare_photos.py shrinks with
     checker = (np.indices((201, 300)).sum(axis=0) % 2).astype(np.float32)
     img = np.repeat(checker[:, :, None], 3, axis=2)
     small = downscale(img, 100)

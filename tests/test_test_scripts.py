@@ -19,7 +19,7 @@ import scipy.io
 import torch
 
 from MPRNet import MPRNet
-from utils.checkpoint import OFFICIAL_WEIGHTS_URL, save_atomic
+from utils.files.checkpoint import OFFICIAL_WEIGHTS_URL, save_atomic
 from utils.padding import crop_to, pad_to_multiple
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -167,7 +167,7 @@ def test_missing_weights_name_the_path_and_the_official_source(gopro):
 
 def test_script_runs_from_its_folder_and_reports_missing_weights_in_one_line(tmp_path):
     """`python test.py` as the README says: imports resolve, default paths are relative, exit code 2
-    (nothing was run: utils.cli's convention)."""
+    (nothing was run: utils.inference.cli's convention)."""
     write_rgb(tmp_path / 'Datasets' / 'HIDE' / 'test' / 'input' / 'x.png', np.zeros((8, 8, 3), np.uint8))
     proc = subprocess.run([sys.executable, str(ROOT / 'Deblurring' / 'test.py'), '--dataset', 'HIDE',
                            '--device', 'cpu'], cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -315,7 +315,7 @@ def test_evaluation_pairs_by_name_and_lists_unmatched_names(tmp_path):
 
 
 def test_pairing_is_by_stem_across_extensions(tmp_path):
-    from utils.evaluation import pair_by_name
+    from utils.evaluation.scoring import pair_by_name
     rng = np.random.default_rng(6)
     write_rgb(tmp_path / 'res' / 'b.png', random_rgb(rng, 8, 8))
     write_rgb(tmp_path / 'res' / 'a.png', random_rgb(rng, 8, 8))
@@ -327,7 +327,7 @@ def test_pairing_is_by_stem_across_extensions(tmp_path):
 
 
 def test_lossy_results_against_lossless_targets_are_warned_about(tmp_path, capsys):
-    from utils.evaluation import pair_by_name
+    from utils.evaluation.scoring import pair_by_name
     rng = np.random.default_rng(7)
     write_rgb(tmp_path / 'res' / 'a.jpg', random_rgb(rng, 8, 8))
     write_rgb(tmp_path / 'gt' / 'a.png', random_rgb(rng, 8, 8))
@@ -416,7 +416,7 @@ def disk_full_savemat(real):
 
 
 def test_sidd_overwrite_that_fails_keeps_the_previous_result(tmp_path, tiny, capsys, monkeypatch):
-    from utils.cli import run_main
+    from utils.inference.cli import run_main
     make_sidd(tmp_path / 'sidd')
     script = load_script('Denoising/test_SIDD.py')
     args = cpu('--input_dir', str(tmp_path / 'sidd'), '--result_dir', str(tmp_path / 'res'), '--weights', tiny[0])
@@ -431,7 +431,7 @@ def test_sidd_overwrite_that_fails_keeps_the_previous_result(tmp_path, tiny, cap
 
 
 def test_dnd_overwrite_that_fails_keeps_the_previous_submission(tmp_path, tiny, monkeypatch):
-    from utils.cli import run_main
+    from utils.inference.cli import run_main
     make_fake_dnd(tmp_path / 'DND', [np.full((16, 16, 3), 0.5, np.float32)], [[[1, 1, 16, 16]]])
     script = load_script('Denoising/test_DND.py')
     args = cpu('--input_dir', str(tmp_path / 'DND'), '--result_dir', str(tmp_path / 'res'), '--weights', tiny[0])
@@ -445,7 +445,7 @@ def test_dnd_overwrite_that_fails_keeps_the_previous_submission(tmp_path, tiny, 
 
 @pytest.mark.parametrize('damage', ['empty', 'text', 'truncated'])
 def test_a_damaged_sidd_file_is_one_line_naming_it(tmp_path, tiny, capsys, damage):
-    from utils.cli import run_main
+    from utils.inference.cli import run_main
     make_sidd(tmp_path / 'sidd')
     path = tmp_path / 'sidd' / 'ValidationNoisyBlocksSrgb.mat'
     whole = path.read_bytes()

@@ -6,9 +6,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from benchmarks.tiling_measure import LiveTensorPeak, smooth_image
 from MPRNet import PRESETS
-from utils import tiling
-from utils.inference import OutOfMemoryError, Restorer
-from utils.tiling import axis_weights, estimate_peak_bytes, tile_starts, tile_windows
+from utils.inference import tiling
+from utils.inference.restorer import OutOfMemoryError, Restorer
+from utils.inference.tiling import axis_weights, estimate_peak_bytes, tile_starts, tile_windows
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

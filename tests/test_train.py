@@ -12,14 +12,16 @@ from yacs.config import CfgNode
 
 from MPRNet import MPRNet
 from losses import MultiStageLoss
-from utils import engine
-from utils.checkpoint import CheckpointMismatchError, build_model, load_weights
-from utils.config import ConfigError, load_config
-from utils.distributed import DistInfo
-from utils.engine import (NonFiniteLossError, Trainer, build_dataloaders, fit, is_validation_epoch,
-                          model_kwargs_from_config, psnr_per_image, validation_steps)
-from utils.seeding import capture_rng_state, restore_rng_state, seed_everything
-from utils.image_io import image_to_tensor, list_images, read_image, write_image
+from utils.training import datasets, trainer
+from utils.files.checkpoint import CheckpointMismatchError, build_model, load_weights
+from utils.training.config import ConfigError, load_config
+from utils.training.distributed import DistInfo
+from utils.evaluation.tensor_psnr import psnr_per_image
+from utils.training.datasets import build_dataloaders
+from utils.training.loop import fit, is_validation_epoch, validation_steps
+from utils.training.trainer import NonFiniteLossError, Trainer, model_kwargs_from_config
+from utils.training.seeding import capture_rng_state, restore_rng_state, seed_everything
+from utils.files.image_io import image_to_tensor, list_images, read_image, write_image
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -105,12 +107,12 @@ def test_model_widths_from_config():
 def test_amp_auto_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
     cpu = torch.device('cpu')
     for native, expected in ((True, 'bf16'), (False, 'off')):
-        monkeypatch.setattr(engine, 'cpu_has_native_bf16', lambda: native)
-        assert engine.resolve_amp('auto', cpu) == expected
+        monkeypatch.setattr(trainer, 'cpu_has_native_bf16', lambda: native)
+        assert trainer.resolve_amp('auto', cpu) == expected
         # An explicit choice is never second-guessed.
-        assert [engine.resolve_amp(c, cpu) for c in ('off', 'bf16', 'fp16')] == ['off', 'bf16', 'fp16']
+        assert [trainer.resolve_amp(c, cpu) for c in ('off', 'bf16', 'fp16')] == ['off', 'bf16', 'fp16']
     with pytest.raises(ConfigError, match="OPTIM.AMP must be one of auto, off, bf16, fp16, got 'bf32'"):
-        engine.resolve_amp('bf32', cpu)
+        trainer.resolve_amp('bf32', cpu)
 
 
 def test_rng_state_round_trip_is_plain_data(tmp_path):
@@ -333,7 +335,7 @@ def test_ddp_two_gloo_processes_train_like_one_process_and_rank0_saves(data_root
 
 
 def test_synthetic_pairs_from_clean_photos_train(data_root, tmp_path):
-    pytest.importorskip('utils.synthetic')
+    pytest.importorskip('utils.data.synthetic')
     photos = str(data_root / 'train' / 'target')
     cfg = make_cfg(data_root, tmp_path, 'TRAINING.SYNTHETIC', 'denoise', 'TRAINING.TRAIN_DIR', photos,
                    'TRAINING.VAL_DIR', photos, 'OPTIM.NUM_EPOCHS', 1)
@@ -347,11 +349,11 @@ def test_synthetic_pairs_from_clean_photos_train(data_root, tmp_path):
     count = len(list_images(photos))
     three = make_cfg(data_root, tmp_path, 'TRAINING.SYNTHETIC', 'denoise', 'TRAINING.TRAIN_DIR', photos,
                      'TRAINING.VAL_DIR', photos, 'TRAINING.CROPS_PER_PHOTO', 3)
-    assert len(engine.build_datasets(three)[0]) == 3 * count
+    assert len(datasets.build_datasets(three)[0]) == 3 * count
     zero = make_cfg(data_root, tmp_path, 'TRAINING.SYNTHETIC', 'denoise', 'TRAINING.TRAIN_DIR', photos,
                     'TRAINING.VAL_DIR', photos, 'TRAINING.CROPS_PER_PHOTO', 0)
     with pytest.raises(ConfigError, match='CROPS_PER_PHOTO'):
-        engine.build_datasets(zero)
+        datasets.build_datasets(zero)
 
 
 def load_train_script(task):

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from utils.image_io import write_image
+from utils.files.image_io import write_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['MODEL.N_FEAT', '8', 'MODEL.SCALE_UNETFEATS', '4', 'MODEL.SCALE_ORSNETFEATS', '4', 'MODEL.NUM_CAB', '1']
@@ -104,10 +104,10 @@ def test_size_mismatch_and_corrupt_image_are_found_at_start(root, capsys):
                   'd.png', 'TRAINING.SCAN_DATA False')
     assert no_checkpoint(root)
     # The scan can be switched off for huge sets (the problems then surface when a sample is loaded).
-    from utils import engine
-    from utils.config import load_config
+    from utils.training import datasets
+    from utils.training.config import load_config
     cfg = load_config(None, argv(root, 'TRAINING.SCAN_DATA', 'False')[2:])
-    train, _ = engine.build_datasets(cfg)
+    train, _ = datasets.build_datasets(cfg)
     assert len(train) == 4
 
 
@@ -139,7 +139,7 @@ def one_line_exit(capsys, args, code):
 
 
 def test_a_second_run_of_the_same_session_is_refused_while_the_first_trains(root, capsys, monkeypatch):
-    from utils.engine import Trainer
+    from utils.training.trainer import Trainer
     real_step, second = Trainer.train_step, {}
 
     def step_then_start_a_second_run(self, *args, **kwargs):

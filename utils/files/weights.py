@@ -23,14 +23,15 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 
-from MPRNet import MPRNet, canonical_task
-from utils.checkpoint import (OFFICIAL_WEIGHTS_URL, check_model_config, check_task, load_checkpoint_file,
+from MPRNet import MPRNet, canonical_task, require_canonical
+from utils.files.checkpoint import (OFFICIAL_WEIGHTS_URL, check_model_config, check_task, load_checkpoint_file,
                               load_weights, save_atomic)
 
 __all__ = ['REPO_ROOT', 'WEIGHT_CHOICES', 'WeightsNotFoundError', 'official_paths', 'bundled_path',
            'resolve_weights', 'bundle_checkpoint']
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# utils/files/weights.py: three levels below the repository root.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEIGHT_CHOICES = ('auto', 'official', 'bundled')
 
 
@@ -39,15 +40,15 @@ class WeightsNotFoundError(FileNotFoundError):
 
 
 def official_paths(task: str, root: str = REPO_ROOT) -> List[str]:
-    """Where the official checkpoint of `task` may be, in the order they are tried."""
-    task = canonical_task(task)
+    """Where the official checkpoint of `task` (a canonical name) may be, in the order they are tried."""
+    require_canonical(task)
     name = f'model_{task.lower()}.pth'
     return [os.path.join(root, 'pretrained_models', name), os.path.join(root, task, 'pretrained_models', name)]
 
 
 def bundled_path(task: str, root: str = REPO_ROOT) -> str:
-    """The bundled compact checkpoint of `task` (it may be absent in a partial checkout)."""
-    task = canonical_task(task)
+    """The bundled compact checkpoint of `task`, a canonical name (it may be absent in a partial checkout)."""
+    require_canonical(task)
     return os.path.join(root, 'pretrained_models', 'synthetic', f'model_{task.lower()}_synthetic.pth')
 
 
@@ -71,7 +72,8 @@ def resolve_weights(task: str, choice: str = 'auto', root: str = REPO_ROOT) -> T
 
     `choice`: 'auto' (the official file if present, else the bundled one),
     'official', 'bundled', or the path of a checkpoint. Raises
-    WeightsNotFoundError naming what was looked for and where to get it.
+    WeightsNotFoundError naming what was looked for and where to get it. A Python entry point:
+    any capitalisation of the task is canonicalised here, once, for the helpers it calls.
     """
     task = canonical_task(task)
     if choice not in WEIGHT_CHOICES:

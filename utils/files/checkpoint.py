@@ -13,9 +13,10 @@ from collections import OrderedDict
 from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple
 
 import torch
+import yaml
 
 from MPRNet import MPRNet, PRESETS, canonical_task
-from utils.atomic import write_atomically
+from utils.files.atomic import write_atomically
 
 __all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'CheckpointReadError', 'load_checkpoint_file', 'extract_state_dict',
            'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset', 'recorded_task',
@@ -180,7 +181,6 @@ def recorded_task(checkpoint: Any) -> Optional[str]:
         return canonical_task(checkpoint['task'])
     config = checkpoint.get('config')
     if isinstance(config, str):
-        import yaml
         try:
             mode = (yaml.safe_load(config) or {}).get('MODEL', {}).get('MODE')
             return canonical_task(mode) if isinstance(mode, str) else None
@@ -208,7 +208,8 @@ def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool
     builds that configuration (e.g. a compact model for any task), once it is
     checked (``check_model_config``) and its shapes match the file's tensors;
     otherwise the task's preset is used. A checkpoint that records another task is
-    refused (CheckpointMismatchError) unless `allow_other_task`.
+    refused (CheckpointMismatchError) unless `allow_other_task`. A Python entry point: any
+    capitalisation of the task is canonicalised here.
     """
     task = canonical_task(task)
     checkpoint = load_checkpoint_file(weights) if weights else None
@@ -230,7 +231,7 @@ def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool
 
 def save_atomic(obj: Any, path: str) -> None:
     """torch.save to a temporary file in the same folder, fsync, then rename over `path`
-    (utils.atomic): a crash, a kill or a failed write leaves the previous file intact. A failed
+    (utils.files.atomic): a crash, a kill or a failed write leaves the previous file intact. A failed
     write (a full disk, a file-size limit) raises OSError naming `path`."""
     write_atomically(path, lambda f: _torch_save(obj, f), durable=True)
 

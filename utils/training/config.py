@@ -102,7 +102,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CN
         if 'Non-existent' in text:  # yacs's words for an unknown key
             key = text.split(':')[-1].strip()
             raise ConfigError(f'unknown configuration key {key} {where}; the valid keys and their '
-                              'meaning are listed in utils/config.py') from err
+                              'meaning are listed in utils/training/config.py') from err
         raise ConfigError(f'bad configuration value {where}: {text}') from err
     cfg.freeze()
     return cfg

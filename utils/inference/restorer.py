@@ -4,18 +4,19 @@
 output, crops back and clamps to [0, 1]. ``precision`` and ``fast`` select
 the optional speed-ups; the default (fp32, no speed-ups) is the exact path
 that reproduces the published numbers. ``tile`` / ``auto_tile`` run large
-images in overlapping tiles (``utils.tiling``) so memory follows the tile size.
+images in overlapping tiles (``utils.inference.tiling``) so memory follows the tile size.
 """
 import contextlib
-from typing import Callable, FrozenSet, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
-from utils import tiling
+from utils.device import cpu_has_native_bf16
+from utils.inference import tiling
 from utils.padding import crop_to, pad_to_multiple
 
-__all__ = ['Restorer', 'resolve_device', 'PRECISIONS', 'PRECISION_CHOICES', 'AUTO_BF16_TASKS', 'choose_precision',
-           'cpu_flags', 'cpu_has_native_bf16', 'OutOfMemoryError', 'NonFiniteOutputError']
+__all__ = ['Restorer', 'PRECISIONS', 'PRECISION_CHOICES', 'AUTO_BF16_TASKS', 'choose_precision',
+           'OutOfMemoryError', 'NonFiniteOutputError']
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 PRECISION_CHOICES = ('auto',) + tuple(PRECISIONS)
@@ -37,27 +38,6 @@ MIN_AUTO_TILE = 64
 class NonFiniteOutputError(RuntimeError):
     """The model gave NaN or infinite values: a failure of that image, never a result (clamping
     would write NaN as black and infinity as white)."""
-
-
-def cpu_flags() -> Optional[FrozenSet[str]]:
-    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where it cannot be read."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    return frozenset(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return None
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), read from /proc/cpuinfo.
-
-    Without it bf16 autocast is emulated and slower than fp32; where the flags
-    cannot be read (not Linux) the answer is False, which keeps fp32.
-    """
-    return bool((cpu_flags() or frozenset()) & {'avx512_bf16', 'amx_bf16'})
 
 
 def choose_precision(precision: str, fast: bool, task: str, device: torch.device,
@@ -90,16 +70,6 @@ def choose_precision(precision: str, fast: bool, task: str, device: torch.device
     return precision, fast, f'{precision}{" autocast" if precision != "fp32" else ""}{" + fast path" if fast else ""}'
 
 
-def resolve_device(name: str = 'auto') -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error, not a silent CPU run."""
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(name)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('--device cuda was asked for but no CUDA GPU is visible; use --device cpu')
-    return device
-
-
 class Restorer:
     """Callable: (N, 3, H, W) float in [0, 1], any H and W -> restored (N, 3, H, W) in [0, 1].
 
@@ -110,7 +80,7 @@ class Restorer:
         fast: channels-last memory format, batched stage-1/2 patches and cuDNN autotuning;
             the same function computed in another order.
         tile: run every image in overlapping tiles of this size (a multiple of 8) that are
-            blended back (``utils.tiling``); None: the whole image at once.
+            blended back (``utils.inference.tiling``); None: the whole image at once.
         tile_overlap: minimum overlap of neighbouring tiles, in pixels.
         auto_tile: use tiles when the whole image's estimated memory exceeds the device's free
             memory or `memory_budget` (with tile=None), and after an out-of-memory error retry

@@ -2,8 +2,8 @@
 
 Atomic files: write under a temporary name in the same folder, then rename. A
 crash, a kill or a full disk mid-write leaves the previous file (or no file)
-in place, never half of one. Used for results (utils.image_io, the .mat files
-of the Denoising test scripts), checkpoints (utils.checkpoint) and ONNX
+in place, never half of one. Used for results (utils.files.image_io, the .mat files
+of the Denoising test scripts), checkpoints (utils.files.checkpoint) and ONNX
 exports. Temporary files are named ``.<name>.<random>.tmp``; a process killed
 outright leaves its one behind, which ``remove_stale_temporaries`` clears
 (training does at start, once it holds its folder).

@@ -1,4 +1,4 @@
-"""A second, independent degradation generator, for judging models trained on ``utils.degradations``.
+"""A second, independent degradation generator, for judging models trained on ``utils.data.degradations``.
 
 A model scored on the generator it was trained on says little about the
 images users bring. These degradations are drawn from other models of the
@@ -22,7 +22,7 @@ same phenomena, written separately, so the bundled weights' numbers
 - noise: additive white Gaussian noise of a fixed sigma (25/255 by default),
   the standard denoising benchmark setting.
 
-Same contract as ``utils.degradations``: float32 RGB (H, W, 3) in [0, 1] in,
+Same contract as ``utils.data.degradations``: float32 RGB (H, W, 3) in [0, 1] in,
 a new image of the same shape out, every parameter drawn from the given
 ``numpy.random.Generator`` unless passed.
 """

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from utils.inference import resolve_device
+from utils.device import resolve_device
 
 __all__ = ['DistInfo', 'init_distributed', 'shutdown_distributed', 'all_reduce_sum', 'ShardSampler',
            'select_gpus']

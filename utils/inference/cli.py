@@ -18,48 +18,24 @@ import argparse
 import math
 import os
 import sys
-from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
-
-import torch
 
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
-from utils.checkpoint import build_model
-from utils.image_io import IMAGE_EXTENSIONS
-from utils.inference import PRECISION_CHOICES, Restorer, choose_precision, resolve_device
-from utils.tiling import check_tile_options
-from utils.weights import WEIGHT_CHOICES, resolve_weights
+from utils.files.image_io import IMAGE_EXTENSIONS
+from utils.files.weights import WEIGHT_CHOICES
+from utils.inference.loading import DEFAULT_CPU_MEMORY_GB, DEFAULT_OVERLAP, RunInfo, build_restorer
+from utils.inference.restorer import PRECISION_CHOICES, Restorer
+from utils.inference.tiling import check_tile_options
 
 __all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXIT_INTERRUPTED', 'task_type',
            'add_model_arguments', 'add_tiling_arguments', 'add_inference_arguments', 'add_test_script_arguments',
-           'check_inference_arguments', 'memory_budget', 'load_restorer', 'refuse_existing', 'plan_outputs',
+           'check_inference_arguments', 'load_restorer', 'refuse_existing', 'plan_outputs',
            'check_writable', 'check_compare', 'same_file', 'add_pixel_limit_argument', 'run_main']
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_OVERLAP = 32
-DEFAULT_CPU_MEMORY_GB = 3.0
 MIN_MEMORY_GB = 2 ** -10  # 1 MiB: less rounds to a budget of a few bytes, which no tile fits
 Pair = Tuple[str, str]
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What load_restorer loaded: printed as the one-line description of a run."""
-    task: str
-    model: str      # preset name, or 'compact (n_feat=24)'
-    weights: str    # the file
-    kind: str       # official | bundled | file
-    device: str
-    mode: str       # e.g. 'bf16 autocast + fast path (auto)'
-
-    @property
-    def weights_label(self) -> str:
-        label = {'official': 'official weights', 'bundled': 'bundled synthetic-data weights'}.get(self.kind, 'weights')
-        return f'{label} {os.path.basename(self.weights)}'
-
-    def __str__(self) -> str:
-        return f'{self.task} model [{self.model}], {self.weights_label} ({self.weights}), on {self.device}, {self.mode}'
 
 
 class UsageError(Exception):
@@ -106,7 +82,7 @@ def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_pixel_limit_argument(parser: argparse.ArgumentParser, default: float) -> None:
-    """--max_megapixels: the reader's pixel limit (utils.image_io.read_image), checked from each
+    """--max_megapixels: the reader's pixel limit (utils.files.image_io.read_image), checked from each
     file's header before it is decoded."""
     parser.add_argument('--max_megapixels', type=float, default=default, metavar='MP',
                         help='largest image read, in megapixels, checked from the file header before decoding '
@@ -175,50 +151,43 @@ def check_inference_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f'--max_megapixels must be a positive, finite number of megapixels, got {max_megapixels:g}')
 
 
-def memory_budget(max_memory_gb: Optional[float], device: torch.device) -> Optional[int]:
-    """Bytes of activations one image may use before it goes in tiles: --max_memory if given, else
-    DEFAULT_CPU_MEMORY_GB on a CPU and None (the Restorer asks the GPU) elsewhere."""
-    if max_memory_gb is None and device.type != 'cpu':
-        return None
-    return int((max_memory_gb or DEFAULT_CPU_MEMORY_GB) * 2 ** 30)
-
-
 def load_restorer(task: str, args: argparse.Namespace, progress: Optional[Callable[[int, int], None]] = None
                   ) -> Tuple[Restorer, RunInfo]:
-    """The model for `task` with the weights args.weights names (a path, or auto / official /
-    bundled), wrapped in a Restorer as the options say; returns it and what was loaded
-    (str() of it is the one-line description scripts print)."""
+    """The model for `task` (canonical: argparse's task_type made it so) with the weights
+    args.weights names, wrapped in a Restorer as the options say (``build_restorer``); returns it
+    and what was loaded (str() of it is the one-line description scripts print)."""
     check_inference_arguments(args)
-    weights, kind = resolve_weights(task, args.weights)
-    device = resolve_device(args.device)
-    precision, fast, why = choose_precision(args.precision, args.fast, task, device, exact=args.exact)
-    tiling = hasattr(args, 'tile')
-    budget = memory_budget(args.max_memory, device) if tiling else None
-    model = build_model(task, weights)
-    restorer = Restorer(model, device, precision=precision, fast=fast, tile=getattr(args, 'tile', None),
-                        tile_overlap=getattr(args, 'tile_overlap', DEFAULT_OVERLAP), auto_tile=tiling,
-                        memory_budget=budget, progress=progress, refuse_non_finite=True)
-    preset = model.preset_name() or f"compact (n_feat={model.config['n_feat']})"
-    return restorer, RunInfo(task, preset, weights, kind, str(device), why)
+    tiling = hasattr(args, 'tile')  # the demo's options; the benchmark test scripts have none
+    return build_restorer(task, args.weights, args.device, args.precision, args.fast, exact=args.exact,
+                          tile=getattr(args, 'tile', None),
+                          tile_overlap=getattr(args, 'tile_overlap', DEFAULT_OVERLAP),
+                          auto_tile=tiling, max_memory_gb=getattr(args, 'max_memory', None), progress=progress)
 
 
-def refuse_existing(paths: Sequence[str], overwrite: bool) -> None:
-    """FileExistsError before any work when result files exist and --overwrite was not given."""
+def refuse_existing(paths: Sequence[str], overwrite: bool, skip_existing: bool = False) -> List[str]:
+    """The one check for results that exist, before any work: FileExistsError naming them unless
+    `overwrite` (replace them) or `skip_existing` (keep them); returns the ones to keep and skip.
+
+    A 0-byte file is no result (our writes are atomic, so something else left it):
+    `skip_existing` redoes it instead of keeping it as done.
+    """
     existing = [p for p in paths if os.path.exists(p)]
-    if existing and not overwrite:
-        more = f' ... (+{len(existing) - 5} more)' if len(existing) > 5 else ''
+    if existing and not (overwrite or skip_existing):
+        more = f' (+{len(existing) - 5} more)' if len(existing) > 5 else ''
         raise FileExistsError(f'{len(existing)} result file(s) already exist: ' + ', '.join(existing[:5]) + more +
-                              '; pass --overwrite to replace them, or choose another --result_dir')
+                              '; pass --overwrite to replace them, --skip_existing to keep them and restore the '
+                              'rest, or choose another --result_dir')
+    if not skip_existing:
+        return []
+    return [p for p in existing if not (os.path.isfile(p) and os.path.getsize(p) == 0)]
 
 
 def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False, skip_existing: bool = False,
                  input_folder: Optional[str] = None) -> Tuple[List[Pair], List[Pair]]:
     """(to do, skipped): (input, result_dir/<input name>.png) pairs, checked before any work.
 
-    Refused with UsageError: the input folder as the result folder, two inputs
-    with one result name, and results that exist unless `overwrite` (replace
-    them) or `skip_existing` (leave them and skip those inputs; empty files
-    are redone).
+    Refused with UsageError: the input folder as the result folder and two
+    inputs with one result name; results that exist, by ``refuse_existing``.
     """
     if input_folder is not None and os.path.realpath(result_dir) == os.path.realpath(input_folder):
         raise UsageError(f'--result_dir {result_dir} is the input folder; choose another folder so the inputs '
@@ -231,18 +200,9 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
         if dst in seen:
             raise UsageError(f'{seen[dst]} and {src} would both be saved as {dst}; rename one of them')
         seen[dst] = src
+    kept = set(refuse_existing(outputs, overwrite, skip_existing))
     pairs = list(zip(inputs, outputs))
-    existing = [pair for pair in pairs if os.path.exists(pair[1])]
-    # A 0-byte file is no result (our writes are atomic, so something else left it): --skip_existing
-    # redoes it instead of keeping it as done.
-    kept = [pair for pair in existing if not (os.path.isfile(pair[1]) and os.path.getsize(pair[1]) == 0)]
-    if existing and not (overwrite or skip_existing):
-        more = f' and {len(existing) - 1} more' if len(existing) > 1 else ''
-        raise FileExistsError(f'result file {existing[0][1]}{more} already exists; pass --overwrite to replace, '
-                              '--skip_existing to keep and skip, or choose another --result_dir')
-    if skip_existing:
-        return [pair for pair in pairs if pair not in kept], kept
-    return pairs, []
+    return [pair for pair in pairs if pair[1] not in kept], [pair for pair in pairs if pair[1] in kept]
 
 
 def check_writable(folder: str, option: str = '--result_dir', what: str = 'results') -> None:

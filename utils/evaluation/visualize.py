@@ -1,6 +1,6 @@
 """Pictures a person can open: every input beside its result, labelled, in one PNG.
 
-    python -m utils.visualize a.png b.png --out both.png   # stack finished pictures vertically
+    python -m utils.evaluation.visualize a.png b.png --out both.png   # stack finished pictures vertically
 """
 import argparse
 import os
@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from utils.image_io import DEFAULT_MAX_MEGAPIXELS, read_image, shrink_to_fit, to_uint8, write_image
+from utils.files.image_io import DEFAULT_MAX_MEGAPIXELS, read_image, shrink_to_fit, to_uint8, write_image
 
 __all__ = ['drawable', 'labelled_panel', 'comparison_picture', 'write_comparison', 'stack_pictures']
 

@@ -1,7 +1,7 @@
 """The command line of the three train.py scripts: --config, --device, --resume, KEY VALUE overrides.
 
 ``script_main`` makes the whole of a task's train.py: ``train_main`` loads the config
-(utils/config.py) and runs ``utils.engine.fit``. Errors a user can fix (a bad
+(utils/training/config.py) and runs ``utils.training.loop.fit``. Errors a user can fix (a bad
 key, a missing folder, a session that exists or is in use by another run, a
 NaN loss, a checkpoint of another model or task, a disk that fills up) end the
 program with one line and an exit code (README, "Training"), not a traceback.
@@ -16,9 +16,10 @@ import threading
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from utils.allocator import keep_freed_memory
-from utils.checkpoint import CheckpointMismatchError, CheckpointReadError
-from utils.config import ConfigError, add_config_arguments, config_from_args
-from utils.engine import CheckpointWriteError, NonFiniteLossError, fit
+from utils.files.checkpoint import CheckpointMismatchError, CheckpointReadError
+from utils.training.config import ConfigError, add_config_arguments, config_from_args
+from utils.training.loop import fit
+from utils.training.trainer import CheckpointWriteError, NonFiniteLossError
 
 __all__ = ['USAGE', 'EXIT_TRAINED', 'EXIT_NON_FINITE_LOSS', 'EXIT_NOT_STARTED', 'EXIT_CHECKPOINT_WRITE',
            'EXIT_INTERRUPTED', 'EXIT_TERMINATED', 'add_run_arguments', 'script_main', 'train_main', 'train_from_args']

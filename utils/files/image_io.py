@@ -13,33 +13,30 @@ pixel type a decoder can return is converted by one rule, or refused by name:
   more than four channels refuse the file, as do TIFFs OpenCV cannot decode
   faithfully (float16, 16-bit gray+alpha: see ``_refuse_undecodable``).
 
-Before any pixel is decoded the header is read (``read_header``) and the image
+Before any pixel is decoded the header is read (``read_header`` of
+utils/files/image_header.py) and the image
 is refused if its header cannot be read or it has more than the reader's
 pixel limit (``DEFAULT_MAX_MEGAPIXELS``, raised with --max_megapixels),
 whatever its extension claims.
 """
-import contextlib
 import io
 import os
-import struct
 import warnings
-from dataclasses import dataclass
-from typing import BinaryIO, List, Optional, Tuple, Union
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
 import torch
 from natsort import natsorted, ns
 
-from utils.atomic import write_atomically
+from utils.files.atomic import write_atomically
+from utils.files.image_header import ImageHeader, read_header, require_regular_file
 
-__all__ = ['IMAGE_EXTENSIONS', 'DEFAULT_MAX_MEGAPIXELS', 'ImageTooLargeError', 'ImageHeader', 'read_header',
-           'check_pixel_limit', 'require_regular_file', 'is_image_file', 'list_images', 'read_image', 'write_image',
-           'image_to_tensor', 'tensor_to_image', 'to_uint8', 'shrink_to_fit', 'load_mat_array',
-           'open_header', 'orientation_of', 'exif_orientation', 'apply_orientation']
+__all__ = ['IMAGE_EXTENSIONS', 'DEFAULT_MAX_MEGAPIXELS', 'ImageTooLargeError', 'check_pixel_limit', 'is_image_file',
+           'list_images', 'read_image', 'write_image', 'image_to_tensor', 'tensor_to_image', 'to_uint8',
+           'shrink_to_fit', 'load_mat_array', 'apply_orientation']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
-_ORIENTATION_TAG = 0x0112
 # The reader's pixel limit: a 100-megapixel photo (e.g. 11648x8736) passes; a header claiming
 # 20000x20000 does not. read_image(max_megapixels=) and the --max_megapixels options change it.
 DEFAULT_MAX_MEGAPIXELS = 150.0
@@ -64,19 +61,6 @@ def list_images(folder: str) -> List[str]:
                       if is_image_file(f) and not os.path.isdir(os.path.join(folder, f))), alg=ns.PATH)
 
 
-def require_regular_file(path: str) -> None:
-    """FileNotFoundError naming `path` unless it is a regular file (or a link to one): a pipe
-    would block the reader forever, and a dangling link deserves to be called one."""
-    if os.path.isfile(path):
-        return
-    if os.path.islink(path):
-        raise FileNotFoundError(f'{path} is a symbolic link to nothing (dangling or looping); fix or remove it')
-    if os.path.exists(path):
-        raise FileNotFoundError(f'{path} is not a regular file (a pipe, socket, device or folder); '
-                                'images must be files')
-    raise FileNotFoundError(f'image not found: {path}')
-
-
 class ImageTooLargeError(ValueError):
     """An image with more pixels than the reader's limit, found from its header before decoding."""
 
@@ -88,98 +72,6 @@ class ImageTooLargeError(ValueError):
     @property
     def megapixels(self) -> float:
         return self.width * self.height / 1e6
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    """What an image's header says, read without decoding its pixels. width and height are as
-    stored (before the EXIF orientation); bits, samples and sample_format come from TIFF headers
-    (0 where the format's header was read by Pillow)."""
-    width: int
-    height: int
-    orientation: int = 1
-    bits: int = 0
-    samples: int = 0
-    sample_format: int = 1  # TIFF SampleFormat: 1 unsigned, 2 signed, 3 float
-
-    @property
-    def upright_size(self) -> Tuple[int, int]:
-        """(width, height) as read_image returns the image, the EXIF orientation applied."""
-        return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
-
-
-# Classic TIFF and BigTIFF: byte order, whether big, then the IFD layout.
-_TIFF_SIGNATURES = {b'II*\0': ('<', False), b'MM\0*': ('>', False), b'II+\0': ('<', True), b'MM\0+': ('>', True)}
-_TIFF_FIELD_TYPES = {1: 'B', 3: 'H', 4: 'I', 16: 'Q'}  # BYTE, SHORT, LONG, LONG8
-_TIFF_TAGS = {256: 'width', 257: 'height', 258: 'bits', 274: 'orientation', 277: 'samples', 339: 'sample_format'}
-_TIFF_MAX_ENTRIES = 4096
-
-
-def _tiff_header(stream: BinaryIO) -> ImageHeader:
-    """The first IFD of a TIFF, read by hand: Pillow refuses the headers of float and signed RGB
-    TIFFs, which OpenCV decodes, and the pixel limit must see every file before it is decoded."""
-    stream.seek(0)
-    head = stream.read(16)
-    order, big = _TIFF_SIGNATURES[head[:4]]
-    count_format, entry_size, field_size = ('Q', 20, 8) if big else ('H', 12, 4)
-    offset = struct.unpack_from(order + ('Q' if big else 'I'), head, 8 if big else 4)[0]
-    stream.seek(offset)
-    raw_count = stream.read(struct.calcsize(count_format))
-    if len(raw_count) < struct.calcsize(count_format):
-        raise ValueError('the TIFF directory is cut off')
-    count = struct.unpack(order + count_format, raw_count)[0]
-    if count > _TIFF_MAX_ENTRIES:
-        raise ValueError(f'the TIFF directory claims {count} entries')
-    entries = stream.read(count * entry_size)
-    if len(entries) < count * entry_size:
-        raise ValueError('the TIFF directory is cut off')
-    values = {'orientation': 1, 'bits': 1, 'samples': 1, 'sample_format': 1}
-    for start in range(0, len(entries), entry_size):
-        tag, kind = struct.unpack_from(order + 'HH', entries, start)
-        if tag not in _TIFF_TAGS or kind not in _TIFF_FIELD_TYPES:
-            continue
-        n = struct.unpack_from(order + count_format, entries, start + 4)[0]
-        field = entries[start + entry_size - field_size:start + entry_size]
-        item = struct.calcsize(_TIFF_FIELD_TYPES[kind])
-        if n * item > field_size:  # the values live elsewhere; the first one is enough (all samples alike)
-            stream.seek(struct.unpack(order + ('Q' if big else 'I'), field)[0])
-            field = stream.read(item)
-            if len(field) < item:
-                raise ValueError('a TIFF tag points past the end of the file')
-        values[_TIFF_TAGS[tag]] = struct.unpack_from(order + _TIFF_FIELD_TYPES[kind], field)[0]
-    if 'width' not in values or 'height' not in values:
-        raise ValueError('the TIFF has no image width or height')
-    if not 1 <= values['orientation'] <= 8:
-        values['orientation'] = 1
-    return ImageHeader(**values)
-
-
-def read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> ImageHeader:
-    """The header of an image file (a path or a binary stream), without decoding its pixels.
-
-    TIFFs are read by ``_tiff_header``, everything else by Pillow. A header
-    neither can read raises ValueError naming the file: such a file is refused,
-    never handed to a decoder that would allocate whatever it claims.
-    """
-    from PIL import UnidentifiedImageError
-    if isinstance(source, str):
-        require_regular_file(source)
-        with open(source, 'rb') as stream:
-            return read_header(stream, name or source)
-    try:
-        source.seek(0)
-        if source.read(4) in _TIFF_SIGNATURES:
-            return _tiff_header(source)
-        source.seek(0)
-        with open_header(source) as pil:
-            width, height = pil.size
-            return ImageHeader(width, height, orientation_of(pil))
-    except UnidentifiedImageError as err:  # its text names the stream object, not the file
-        raise ValueError(f'cannot decode image {name or "the image"}: the file is damaged or not an image '
-                         '(its header cannot be read)') from err
-    except (OSError, SyntaxError, ValueError, struct.error) as err:
-        raise ValueError(f'cannot decode image {name or "the image"}: the file is damaged or not an image '
-                         f'(its header cannot be read: {err or type(err).__name__})') from err
 
 
 def check_pixel_limit(path: str, width: int, height: int, max_megapixels: Optional[float]) -> None:
@@ -275,63 +167,6 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
     return _to_unit_range(apply_orientation(img, header.orientation), path)
 
 
-_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-
-
-def _png_exif(stream) -> bytes:
-    """The eXIf chunk of a PNG stream (b'' if none), found by stepping over the chunks by their
-    lengths. Pillow's getexif() decodes the whole image to look behind IDAT, so every read_image
-    of a PNG decoded it twice (4 ms more for a 1280x720 photo, as much as OpenCV's decode)."""
-    stream.seek(len(_PNG_SIGNATURE))
-    while True:
-        head = stream.read(8)
-        if len(head) < 8:
-            return b''
-        length, kind = int.from_bytes(head[:4], 'big'), head[4:]
-        if kind == b'eXIf':
-            return stream.read(length)
-        if kind == b'IEND':
-            return b''
-        stream.seek(length + 4, io.SEEK_CUR)  # data and CRC
-
-
-def orientation_of(pil) -> int:
-    """The EXIF orientation tag (1-8) of an opened Pillow image, without decoding its pixels; 1
-    (upright) when absent or out of range."""
-    from PIL import Image
-    if pil.format == 'PNG':
-        exif = Image.Exif()
-        raw = _png_exif(pil.fp)
-        if raw:
-            exif.load(raw)
-    else:  # JPEG, TIFF and WebP carry EXIF in their headers, which open() has read
-        exif = pil.getexif()
-    value = exif.get(_ORIENTATION_TAG, 1)
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-@contextlib.contextmanager
-def open_header(source):
-    """Pillow's view of an image (a path or a binary stream) for its size, format and EXIF; no
-    pixels may be decoded through it. Pillow's decompression-bomb limit guards decoding, so it is
-    lifted here: otherwise a photo above 179 megapixels would raise instead of telling its size."""
-    from PIL import Image
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-    try:
-        with Image.open(source) as pil:
-            yield pil
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-
-
-def exif_orientation(data: np.ndarray) -> int:
-    """The EXIF orientation tag (1-8) of an encoded image's bytes; 1 (upright) when absent or unreadable."""
-    try:
-        return read_header(io.BytesIO(data.tobytes()), 'the image').orientation
-    except ValueError:
-        return 1
-
-
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     """(H, W, C) as stored -> as displayed, for EXIF orientation 1-8 (2: mirrored, 3: upside down,
     6: rotate 90 degrees clockwise to view, 8: counter-clockwise; 4, 5, 7: mirrored variants)."""
@@ -394,6 +229,8 @@ def load_mat_array(path: str, key: str) -> np.ndarray:
 
     A file that cannot be read (empty, not a .mat file, truncated) raises ValueError naming it.
     """
+    # Deliberately lazy: only the SIDD/DND .mat files need h5py and scipy.io, and loading both
+    # would slow the start of every script that reads images.
     import h5py
     import scipy.io
     if not os.path.isfile(path):

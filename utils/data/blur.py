@@ -1,48 +1,17 @@
-"""Synthetic degradations: blur (camera shake, defocus, Gaussian), rain streaks and noise, seeded
-and reproducible.
-
-Every function takes a float32 RGB image (H, W, 3) in [0, 1] and a
-``numpy.random.Generator``, draws each parameter it is not given from that
-generator, and returns a new float32 image of the same shape clipped to
-[0, 1]: the same generator state gives the same image. Noise levels are on
-the 0-255 scale. ``degrade(img, kind, rng)`` picks the degradation for a
-task ('deblur', 'derain' or 'denoise').
-
-Used for the bundled samples (samples/make_samples.py) and for synthetic
-training pairs.
-"""
+"""Synthetic blur (utils/data/degradations.py's 'deblur'): camera-shake trajectories, defocus disks
+and Gaussians, drawn with a spread of extents, convolved with the image, with a little noise and
+an optional JPEG round trip. Every draw comes from the caller's ``numpy.random.Generator``."""
 import math
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
-from utils.image_io import to_uint8
+from utils.data.image_ops import check_image, jpeg_roundtrip, uniform
 
-__all__ = ['KINDS', 'shake_trajectory', 'rasterize_trajectory', 'motion_kernel', 'convolve', 'jpeg_roundtrip',
-           'EXTENT_RANGE', 'EXTENT_THRESHOLD', 'BLUR_FAMILY_PROBS', 'COMBINE_PROB', 'kernel_extent', 'disk_kernel',
-           'gaussian_kernel', 'shake_kernel', 'combine_kernels', 'blur_kernel', 'motion_blur',
-           'OVER_PROB', 'ADD_PROB', 'DENSITY_RANGE', 'LENGTH_RANGE', 'WIDTH_RANGE', 'INTENSITY_RANGE',
-           'SUBLAYERS', 'MIN_STREAKS', 'ANGLE_SPREAD', 'streak_kernel', 'rain_layer', 'varied_rain_layer',
-           'add_rain', 'add_noise', 'blind_noise', 'degrade']
-
-KINDS = ('deblur', 'derain', 'denoise')
-_ALIASES = {'deblurring': 'deblur', 'deraining': 'derain', 'denoising': 'denoise'}
-
-
-def _check_image(img: np.ndarray) -> np.ndarray:
-    """The image as float32 (H, W, 3); anything else is a ValueError naming the shape."""
-    img = np.asarray(img)
-    if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f'expected an RGB image of shape (H, W, 3), got shape {img.shape}')
-    if not np.issubdtype(img.dtype, np.floating):
-        raise ValueError(f'expected a float image in [0, 1], got {img.dtype} (divide 8-bit images by 255)')
-    return img.astype(np.float32, copy=False)
-
-
-def _uniform(rng: np.random.Generator, value, bounds: Tuple[float, float]) -> float:
-    """`value` if given, else a uniform draw from `bounds`."""
-    return float(rng.uniform(*bounds)) if value is None else float(value)
+__all__ = ['shake_trajectory', 'rasterize_trajectory', 'motion_kernel', 'convolve', 'EXTENT_THRESHOLD',
+           'EXTENT_RANGE', 'BLUR_FAMILY_PROBS', 'COMBINE_PROB', 'GAUSSIAN_EDGE', 'kernel_extent', 'disk_kernel',
+           'gaussian_kernel', 'shake_kernel', 'combine_kernels', 'blur_kernel', 'motion_blur']
 
 
 # ----------------------------------------------------------------------------- motion blur
@@ -61,10 +30,10 @@ def shake_trajectory(rng: np.random.Generator, length: float, samples: int = 512
     Unset parameters are drawn as in that paper: anxiety U(0, 0.1),
     centripetal U(0, 0.7), gaussian U(0, 10), shake_prob U(0, 0.2).
     """
-    anxiety = _uniform(rng, anxiety, (0.0, 0.1))
-    centripetal = _uniform(rng, centripetal, (0.0, 0.7))
-    gaussian = _uniform(rng, gaussian, (0.0, 10.0))
-    shake_prob = _uniform(rng, shake_prob, (0.0, 0.2))
+    anxiety = uniform(rng, anxiety, (0.0, 0.1))
+    centripetal = uniform(rng, centripetal, (0.0, 0.7))
+    gaussian = uniform(rng, gaussian, (0.0, 10.0))
+    shake_prob = uniform(rng, shake_prob, (0.0, 0.2))
     step = length / (samples - 1)
     # All random numbers are drawn up front, in a fixed order, for reproducibility.
     kicks = rng.standard_normal((samples, 2)) @ np.array([1, 1j])
@@ -117,7 +86,7 @@ def motion_kernel(rng: np.random.Generator, max_size: int = 31, length: Optional
     The path length (px) is drawn from `length_range` unless given; other
     keyword arguments go to ``shake_trajectory``.
     """
-    length = _uniform(rng, length, length_range)
+    length = uniform(rng, length, length_range)
     return rasterize_trajectory(shake_trajectory(rng, length, **trajectory), max_size)
 
 
@@ -262,7 +231,7 @@ def blur_kernel(rng: np.random.Generator, family: Optional[str] = None, extent: 
         return motion_kernel(rng, max_size)
     if family not in BLUR_FAMILY_PROBS:
         raise ValueError(f"blur family must be one of {', '.join(BLUR_FAMILY_PROBS)} or 'classic', got {family!r}")
-    extent = _uniform(rng, extent, (EXTENT_RANGE[0], min(EXTENT_RANGE[1], max_size)))
+    extent = uniform(rng, extent, (EXTENT_RANGE[0], min(EXTENT_RANGE[1], max_size)))
     if family == 'defocus':
         return disk_kernel(max((extent - 1) / 2, 0.5))
     if family == 'gaussian':
@@ -275,16 +244,6 @@ def blur_kernel(rng: np.random.Generator, family: Optional[str] = None, extent: 
     # The small blur widens the path by its own extent - 1, so the path is drawn that much shorter.
     path_extent = max(extent - (kernel_extent(small) - 1), 3.0)
     return combine_kernels(shake_kernel(rng, path_extent, max_size), small, max_size)
-
-
-def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
-    """Encode (H, W, 3) RGB as JPEG at `quality` (0-100) and decode it again; 8-bit valued result."""
-    rgb8 = to_uint8(img)
-    ok, buf = cv2.imencode('.jpg', cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError('OpenCV could not encode a JPEG')
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
 
 
 def motion_blur(img: np.ndarray, rng: np.random.Generator, kernel: Optional[np.ndarray] = None,
@@ -307,11 +266,11 @@ def motion_blur(img: np.ndarray, rng: np.random.Generator, kernel: Optional[np.n
     A drawn blur of a 96x96 patch with context (128x128) takes about 2.2 ms, 160x160 (192x192)
     4.1 ms, one core, best of 3 x 100 draws (the shake path's Python loop is half of it).
     """
-    img = _check_image(img)
+    img = check_image(img)
     if kernel is None:
         kernel = blur_kernel(rng, family, extent, max_size)
     out = convolve(img, kernel)
-    sigma = _uniform(rng, noise_sigma, noise_range)
+    sigma = uniform(rng, noise_sigma, noise_range)
     if sigma > 0:
         out = out + rng.standard_normal(out.shape, dtype=np.float32) * np.float32(sigma / 255)
     out = np.clip(out, 0, 1)
@@ -319,200 +278,3 @@ def motion_blur(img: np.ndarray, rng: np.random.Generator, kernel: Optional[np.n
         quality = int(rng.integers(quality_range[0], quality_range[1] + 1)) if jpeg_quality is None else jpeg_quality
         out = jpeg_roundtrip(out, quality)
     return out.astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- rain
-
-def streak_kernel(length: float, angle: float) -> np.ndarray:
-    """A thin anti-aliased line (k, k), k odd, peak about 1: one rain streak.
-
-    `angle` is in degrees from vertical (positive leans the top to the right).
-    """
-    size = 2 * math.ceil(length / 2 + 1) + 1
-    centre = (size - 1) / 2
-    theta = math.radians(angle)
-    dx, dy = math.sin(theta) * length / 2, -math.cos(theta) * length / 2
-    canvas = np.zeros((size, size), dtype=np.uint8)
-    # cv2.line takes integer points; 1/16-pixel precision (shift=4) keeps the angle exact.
-    p0 = (int(round((centre - dx) * 16)), int(round((centre - dy) * 16)))
-    p1 = (int(round((centre + dx) * 16)), int(round((centre + dy) * 16)))
-    cv2.line(canvas, p0, p1, 255, thickness=1, lineType=cv2.LINE_AA, shift=4)
-    return canvas.astype(np.float32) / 255.0
-
-
-def rain_layer(shape: Tuple[int, int], rng: np.random.Generator, density: float, angle: float,
-               length: float, width: float, intensity: float) -> np.ndarray:
-    """Rain streaks (H, W) in [0, intensity]: sparse seeds smeared along one common direction.
-
-    About `density` x H x W streaks, each of brightness U(0.5, 1), `length`
-    px long and about `width` px wide (a Gaussian blur of sigma width / 3
-    widens and softens the 1-px line). Overlapping streaks add up and
-    saturate at 1 before scaling by `intensity`.
-    """
-    seeds = (rng.random(shape) < density) * rng.uniform(0.5, 1.0, shape)
-    streaks = cv2.filter2D(seeds.astype(np.float32), -1, streak_kernel(length, angle),
-                           borderType=cv2.BORDER_CONSTANT)
-    streaks = cv2.GaussianBlur(streaks, (0, 0), sigmaX=width / 3)
-    return np.clip(streaks, 0, 1) * np.float32(intensity)
-
-
-# How often each blend is drawn when none is asked for; 'screen' gets the rest (0.25).
-OVER_PROB = 0.5
-ADD_PROB = 0.25
-# Streaks per pixel, drawn log-uniformly (each decade as likely): from a few drops to a downpour.
-DENSITY_RANGE = (0.0002, 0.01)
-LENGTH_RANGE = (8.0, 60.0)  # the common streak length (px); each sub-layer's is 0.6-1 of it
-WIDTH_RANGE = (1.0, 2.5)
-INTENSITY_RANGE = (0.3, 0.9)
-SUBLAYERS = (2, 4)  # sub-layers per rain layer (inclusive): streak populations of their own look
-MIN_STREAKS = 3  # a drawn density gives at least this many expected streaks, however small the image
-ANGLE_SPREAD = 5.0  # degrees: each sub-layer leans up to this far from the common angle
-
-
-def varied_rain_layer(shape: Tuple[int, int], rng: np.random.Generator, density: float, angle: float,
-                      length: float, width: float, intensity: float) -> np.ndarray:
-    """Rain streaks (H, W) in [0, intensity] whose angle, length, width and opacity vary.
-
-    The streaks are split between SUBLAYERS sub-layers (random shares of `density`); each
-    sub-layer is a ``rain_layer`` of its own angle (`angle` + U(-ANGLE_SPREAD, ANGLE_SPREAD)),
-    length (`length` x U(0.6, 1)), width (`width` x U(0.6, 1.4), at least 1 px) and opacity
-    (U(0.5, 1)); the sub-layers add up and saturate at 1 before scaling by `intensity`.
-    One seed field is drawn for all sub-layers (a seed's uniform number picks its sub-layer),
-    so the cost is mostly one filter2D per sub-layer (see ``add_rain`` for timings).
-    """
-    count = int(rng.integers(SUBLAYERS[0], SUBLAYERS[1] + 1))
-    shares = rng.random(count) + 0.2  # no sub-layer vanishes entirely
-    bounds = np.concatenate([[0.0], np.cumsum(shares / shares.sum())]) * density
-    draw = rng.random(shape)
-    brightness = rng.uniform(0.5, 1.0, shape).astype(np.float32)
-    total = np.zeros(shape, dtype=np.float32)
-    for i in range(count):
-        seeds = ((draw >= bounds[i]) & (draw < bounds[i + 1])) * brightness
-        sub_angle = angle + rng.uniform(-ANGLE_SPREAD, ANGLE_SPREAD)
-        sub_length = length * rng.uniform(0.6, 1.0)
-        sub_width = max(1.0, width * rng.uniform(0.6, 1.4))
-        streaks = cv2.filter2D(seeds, -1, streak_kernel(sub_length, sub_angle), borderType=cv2.BORDER_CONSTANT)
-        total += cv2.GaussianBlur(streaks, (0, 0), sigmaX=sub_width / 3) * np.float32(rng.uniform(0.5, 1.0))
-    return np.clip(total, 0, 1) * np.float32(intensity)
-
-
-def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float] = None,
-             angle: Optional[float] = None, length: Optional[float] = None, width: Optional[float] = None,
-             intensity: Optional[float] = None, blend: Optional[str] = None, over_prob: float = OVER_PROB,
-             add_prob: float = ADD_PROB, colour: Optional[float] = None, classic: bool = False) -> np.ndarray:
-    """Synthetic rain: sparse noise -> motion-blurred lines around one common angle -> composited
-    over the photo.
-
-    Args:
-        density: streaks per pixel; drawn log-uniformly from DENSITY_RANGE if None (raised to
-            MIN_STREAKS / (H W) on images too small to expect that many).
-        angle: common streak angle in degrees from vertical; drawn from U(-30, 30) if None.
-        length: common streak length in pixels; drawn from LENGTH_RANGE if None.
-        width: streak width in pixels; drawn from WIDTH_RANGE if None.
-        intensity: brightness (or opacity) of a saturated streak; drawn from INTENSITY_RANGE if None.
-        blend: how the streak layer r meets the photo v:
-            'screen': v + r (1 - v), light added, never past white (only brightens);
-            'add': v + r, clipped (Rain100L/Rain100H-style synthesis O = clip(B + R));
-            'over': v (1 - r) + c r, semi-opaque streaks of a neutral grey c, which darken
-            whatever is brighter than c (rain against a bright sky);
-            None: 'over' with probability `over_prob`, 'add' with `add_prob`, else 'screen'.
-        colour: the grey level c of 'over' rain; drawn from U(0.7, 1.0) if None.
-        classic: the generator before issue 20, kept for the bundled samples: density U(0.0005,
-            0.006), length U(8, 30), and one layer (``rain_layer``) of a single angle, width and
-            opacity range; otherwise the layer is a ``varied_rain_layer``.
-
-    Time per draw, one core, best of 3 x 100 draws: 1.6 ms for a 96x96 patch with its 16 px of
-    context (128x128), 3.4 ms for 160x160 (192x192); the shared machine has shown up to 3x that
-    under load.
-    """
-    img = _check_image(img)
-    if blend is None:
-        u = rng.random()
-        blend = 'over' if u < over_prob else 'add' if u < over_prob + add_prob else 'screen'
-    if blend not in ('screen', 'add', 'over'):
-        raise ValueError(f"blend must be 'screen', 'add' or 'over', got {blend!r}")
-    if density is None:
-        low, high = (0.0005, 0.006) if classic else DENSITY_RANGE
-        # The classic draw was uniform; the new one is log-uniform, as light rain as likely as heavy.
-        density = rng.uniform(low, high) if classic else math.exp(rng.uniform(math.log(low), math.log(high)))
-        if not classic:
-            # Tiny crops (tests, thumbnails) would often hold no streak at the lightest densities;
-            # training patches with context (>= 128x128: 16,384 px x 0.0002 = 3.3) never hit the floor.
-            density = max(density, MIN_STREAKS / (img.shape[0] * img.shape[1]))
-    angle = _uniform(rng, angle, (-30.0, 30.0))
-    length = _uniform(rng, length, (8.0, 30.0) if classic else LENGTH_RANGE)
-    width = _uniform(rng, width, WIDTH_RANGE)
-    intensity = _uniform(rng, intensity, INTENSITY_RANGE)
-    layer = rain_layer if classic else varied_rain_layer
-    rain = layer(img.shape[:2], rng, float(density), angle, length, width, intensity)[:, :, None]
-    if blend == 'over':
-        grey = np.float32(_uniform(rng, colour, (0.7, 1.0)))
-        out = img * (1 - rain) + grey * rain
-    else:
-        # Written as img + something >= 0, so this rain never darkens a pixel, not even by rounding.
-        out = img + rain * (1 - img) if blend == 'screen' else img + rain
-    return np.clip(out, 0, 1).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- noise
-
-def add_noise(img: np.ndarray, rng: np.random.Generator, sigma: Optional[float] = None,
-              sigma_range: Tuple[float, float] = (5.0, 50.0), signal_dependent: bool = False,
-              peak: Optional[float] = None, peak_range: Tuple[float, float] = (30.0, 300.0)) -> np.ndarray:
-    """Blind noise: additive Gaussian, optionally after Poisson shot noise (Poisson-Gaussian).
-
-    Args:
-        sigma: Gaussian std on the 0-255 scale; drawn from `sigma_range` if None.
-        signal_dependent: first replace each value v by Poisson(v * peak) / peak,
-            noise whose variance v / peak grows with brightness, as on a sensor.
-        peak: photons at white for the shot noise; drawn log-uniformly from `peak_range` if None.
-    """
-    img = _check_image(img)
-    sigma = _uniform(rng, sigma, sigma_range)
-    out = img
-    if signal_dependent:
-        if peak is None:
-            peak = math.exp(rng.uniform(math.log(peak_range[0]), math.log(peak_range[1])))
-        out = (rng.poisson(img.astype(np.float64) * peak) / peak).astype(np.float32)
-    out = out + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma / 255)
-    return np.clip(out, 0, 1).astype(np.float32)
-
-
-def blind_noise(img: np.ndarray, rng: np.random.Generator, sigma: Optional[float] = None,
-                sigma_range: Tuple[float, float] = (5.0, 50.0), signal_dependent: Optional[bool] = None,
-                signal_dependent_prob: float = 0.3, peak: Optional[float] = None,
-                jpeg_quality: Optional[int] = None, jpeg_prob: float = 0.25,
-                quality_range: Tuple[int, int] = (60, 95)) -> np.ndarray:
-    """The noise users bring: Gaussian of unknown level, sometimes signal-dependent, sometimes
-    re-compressed as JPEG (which correlates the noise across each 8x8 block).
-
-    Args:
-        sigma: Gaussian std on the 0-255 scale; drawn from `sigma_range` if None.
-        signal_dependent: Poisson shot noise first (``add_noise``); drawn with
-            probability `signal_dependent_prob` if None.
-        peak: photons at white for the shot noise (drawn by ``add_noise`` if None).
-        jpeg_quality: re-compress at this quality (0: never); if None, with probability
-            `jpeg_prob`, at a quality drawn from `quality_range` (inclusive).
-    """
-    sigma = _uniform(rng, sigma, sigma_range)
-    if signal_dependent is None:
-        signal_dependent = bool(rng.random() < signal_dependent_prob)
-    out = add_noise(img, rng, sigma=sigma, signal_dependent=signal_dependent, peak=peak)
-    if jpeg_quality is None:
-        jpeg_quality = int(rng.integers(quality_range[0], quality_range[1] + 1)) if rng.random() < jpeg_prob else 0
-    return jpeg_roundtrip(out, jpeg_quality) if jpeg_quality else out
-
-
-# ----------------------------------------------------------------------------- dispatch
-
-_FUNCTIONS = {'deblur': motion_blur, 'derain': add_rain, 'denoise': blind_noise}
-
-
-def degrade(img: np.ndarray, kind: str, rng: np.random.Generator, **params) -> np.ndarray:
-    """Degrade `img` for a task: kind 'deblur' (motion_blur), 'derain' (add_rain) or 'denoise'
-    (blind_noise); the task names 'Deblurring', 'Deraining', 'Denoising' work too. `params` go to
-    that function. Returns float32 (H, W, 3) in [0, 1]."""
-    key = _ALIASES.get(str(kind).lower(), str(kind).lower())
-    if key not in _FUNCTIONS:
-        raise ValueError(f"unknown degradation {kind!r}: choose one of {', '.join(KINDS)}")
-    return _FUNCTIONS[key](img, rng, **params)

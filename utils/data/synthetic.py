@@ -1,7 +1,7 @@
 """Training pairs made on the fly from a folder of clean photos (no pairs stored on disk).
 
 Each item crops a patch from a clean photo, degrades it with
-``utils.degradations.degrade`` ('deblur', 'derain' or 'denoise') and returns
+``utils.data.degradations.degrade`` ('deblur', 'derain' or 'denoise') and returns
 ``(target, input, filename)`` like ``dataset_RGB``: float32 tensors
 (3, ps, ps) in [0, 1] and the photo's name.
 
@@ -28,9 +28,9 @@ import torch
 from natsort import natsorted, ns
 from torch.utils.data import Dataset
 
-from utils.degradations import KINDS, degrade
-from utils.image_io import IMAGE_EXTENSIONS, image_to_tensor, list_images, read_image
-from utils.image_pairs import NUM_FLIP_ROTATE, centre_origin, check_patch_size, flip_rotate, pad_to_at_least
+from utils.data.degradations import KINDS, degrade
+from utils.files.image_io import IMAGE_EXTENSIONS, image_to_tensor, list_images, read_image
+from utils.data.image_pairs import NUM_FLIP_ROTATE, centre_origin, check_patch_size, flip_rotate, pad_to_at_least
 
 __all__ = ['SyntheticTrainingData', 'SyntheticValidationData', 'get_synthetic_training_data',
            'get_synthetic_validation_data', 'find_photos', 'CONTEXT_MARGIN']

@@ -15,9 +15,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from utils import metrics
-from utils.image_io import list_images, read_image
-from utils.image_pairs import pair_by_stem
+from utils.evaluation import metrics
+from utils.files.image_io import list_images, read_image
+from utils.data.image_pairs import pair_by_stem
 
 __all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'score_matlab_rgb', 'score_y_channel',
            'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'evaluate_folders',
@@ -36,7 +36,7 @@ def read_uint8_rgb(path: str) -> np.ndarray:
 
 
 def pair_by_name(result_dir: str, gt_dir: str) -> List[Pair]:
-    """(result, target) paths paired by file name without extension (utils.image_pairs.pair_by_stem),
+    """(result, target) paths paired by file name without extension (utils.data.image_pairs.pair_by_stem),
     in natural order; unmatched names are an error. Lossy results against lossless targets are warned about."""
     if not os.path.isdir(result_dir) or not list_images(result_dir):
         raise FileNotFoundError(f'no result images in {result_dir}')

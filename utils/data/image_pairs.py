@@ -1,6 +1,6 @@
 """Helpers shared by every source of (target, input) image pairs.
 
-dataset_RGB.py (paired folders), utils/synthetic.py (pairs made from clean
+dataset_RGB.py (paired folders), utils/data/synthetic.py (pairs made from clean
 photos) and the evaluation scripts (results against targets) use these:
 
 - ``images_by_stem`` / ``pair_by_stem``: images of a folder by file name
@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from natsort import natsorted
 
-from utils.image_io import IMAGE_EXTENSIONS, list_images
+from utils.files.image_io import IMAGE_EXTENSIONS, list_images
 from utils.padding import pad_reflect
 
 __all__ = ['stem', 'name_list', 'images_by_stem', 'pair_by_stem', 'check_patch_size', 'pad_to_at_least',

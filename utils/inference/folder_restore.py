@@ -4,7 +4,7 @@ Inputs are read lazily and in order; consecutive images of the same size
 share a batch of up to `batch_size`; results are encoded and written in
 background threads while the model runs, each written atomically (a crash
 never leaves half a PNG). Planning the outputs (names, overwrite checks) is
-``utils.cli.plan_outputs``.
+``utils.inference.cli.plan_outputs``.
 """
 import os
 import sys
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.image_io import (DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, is_image_file, list_images, read_image,
+from utils.files.image_io import (DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, is_image_file, list_images, read_image,
                             write_image)
-from utils.inference import Restorer
+from utils.inference.restorer import Restorer
 
 __all__ = ['collect_inputs', 'same_size_batches', 'restore_batch', 'restore_images', 'restore_folder']
 

@@ -1,6 +1,6 @@
 """A fast look at a training set before training starts: every file opens and every pair agrees in size.
 
-Only the image headers are read (``utils.image_io.read_header``: the size
+Only the image headers are read (``utils.files.image_header.image_size``: the size
 without decoding the pixels), so a folder of thousands of images is checked in seconds and a bad
 file stops the run at start-up with its name, instead of in a DataLoader
 worker somewhere in epoch 1. ``TRAINING.SCAN_DATA False`` skips it for
@@ -9,22 +9,15 @@ very large sets.
 import os
 from typing import List, Optional, Sequence, Tuple
 
-from utils.image_io import read_header
+from utils.files.image_header import image_size
 
-__all__ = ['DataCheckError', 'image_size', 'scan_pairs', 'scan_images']
+__all__ = ['DataCheckError', 'scan_pairs', 'scan_images']
 
 _LISTED = 5
 
 
 class DataCheckError(ValueError):
     """Some training files are unreadable or mismatched; the message lists them."""
-
-
-def image_size(path: str) -> Tuple[int, int]:
-    """(width, height) of an image as utils.image_io.read_image will return it (EXIF orientation
-    applied), from the header alone (``read_header``, the reader's own); ValueError naming the
-    file when the header cannot be read."""
-    return read_header(path).upright_size
 
 
 def _safe_size(path: str, problems: List[str]) -> Optional[Tuple[int, int]]:

@@ -1,0 +1,7 @@
+"""Restoring images with a trained model: restorer (``Restorer``: padding, precision, tiles,
+and the precision choice), tiling (overlapping tiles and their memory estimate), folder_restore
+(lists and folders of images, read ahead of the model), loading (the model and Restorer a run
+uses, for the scripts and the web page alike), cli (the inference command line shared by
+demo.py and the test scripts: options, output plan, exit codes).
+
+Imports utils.files, utils.data, utils.evaluation and the root leaf modules, never training."""

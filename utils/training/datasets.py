@@ -1,0 +1,103 @@
+"""The data of a training run: the (training, validation) datasets a config names, paired
+folders (dataset_RGB) or clean photos degraded on the fly (utils/data/synthetic.py), optionally
+scanned first (utils/data/data_check.py), and the loaders that shard and seed them per process.
+Option values that would fail only mid-run are checked here before anything is built.
+"""
+import os
+from typing import Optional, Tuple
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from dataset_RGB import get_training_data, get_validation_data
+from utils.data.data_check import scan_images, scan_pairs
+from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
+from utils.errors import ConfigError
+from utils.training.distributed import DistInfo, ShardSampler
+from utils.training.seeding import EpochIndexSampler, SeededSamples, seed_worker
+
+__all__ = ['build_datasets', 'check_training_options', 'build_dataloaders']
+
+def _check_folder(path: str, key: str) -> None:
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f'{key} folder not found: {path} (relative paths are relative to the current '
+                                f'directory {os.getcwd()}); set {key} in the config or on the command line')
+
+
+def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
+    """(training, validation) datasets of (target, input, filename) items for the config."""
+    t = cfg.TRAINING
+    _check_folder(t.TRAIN_DIR, 'TRAINING.TRAIN_DIR')
+    _check_folder(t.VAL_DIR, 'TRAINING.VAL_DIR')
+    val_ps = t.VAL_PS or None
+    if t.SYNTHETIC:
+        if t.SYNTHETIC not in ('deblur', 'derain', 'denoise'):
+            raise ConfigError(f"TRAINING.SYNTHETIC must be '', 'deblur', 'derain' or 'denoise', got {t.SYNTHETIC!r}")
+        if t.CROPS_PER_PHOTO < 1:
+            raise ConfigError(f'TRAINING.CROPS_PER_PHOTO must be at least 1, got {t.CROPS_PER_PHOTO}')
+        train = get_synthetic_training_data(t.TRAIN_DIR, t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)
+        val = get_synthetic_validation_data(t.VAL_DIR, t.SYNTHETIC, val_ps, t.SEED)
+    else:
+        train = get_training_data(t.TRAIN_DIR, {'patch_size': t.TRAIN_PS, 'saturation_jitter': t.SATURATION_JITTER})
+        val = get_validation_data(t.VAL_DIR, {'patch_size': val_ps})
+    if len(train) == 0 or len(val) == 0:
+        empty = t.TRAIN_DIR if len(train) == 0 else t.VAL_DIR
+        raise ValueError(f'no image pairs in {empty}')
+    if t.SCAN_DATA:
+        for dataset, key in ((train, 'TRAINING.TRAIN_DIR'), (val, 'TRAINING.VAL_DIR')):
+            if hasattr(dataset, 'pairs'):
+                scan_pairs(dataset.pairs, f'{key} {getattr(t, key.split(".")[1])}')
+            else:
+                scan_images(dataset.photos, f'{key} {getattr(t, key.split(".")[1])}')
+    return train, val
+
+
+def check_training_options(cfg) -> None:
+    """Option values that would only fail later (after the first batch, or mid-epoch), checked at start."""
+    o, t = cfg.OPTIM, cfg.TRAINING
+    if o.BATCH_SIZE < 1:
+        raise ConfigError(f'OPTIM.BATCH_SIZE must be at least 1, got {o.BATCH_SIZE}')
+    if o.NUM_EPOCHS < 1:
+        raise ConfigError(f'OPTIM.NUM_EPOCHS must be at least 1, got {o.NUM_EPOCHS}')
+    if o.LR_INITIAL <= 0:
+        raise ConfigError(f'OPTIM.LR_INITIAL must be positive, got {o.LR_INITIAL}')
+    # The network halves the image three times (stage-1 quadrants, then two encoder levels):
+    # training patches, which are not padded, must be multiples of 8.
+    if t.TRAIN_PS < 8 or t.TRAIN_PS % 8:
+        raise ConfigError(f'TRAINING.TRAIN_PS must be a multiple of 8 of at least 8 (the network halves '
+                          f'patches three times), got {t.TRAIN_PS}')
+    if t.INIT_WEIGHTS and not os.path.isfile(t.INIT_WEIGHTS):
+        raise ConfigError(f'TRAINING.INIT_WEIGHTS: no file {t.INIT_WEIGHTS} (give a checkpoint or released weights '
+                          "to fine-tune from, or '' to start from random weights)")
+    if t.VAL_PS is not None and t.VAL_PS < 0:
+        raise ConfigError(f'TRAINING.VAL_PS must be positive, or null for whole images; got {t.VAL_PS}')
+
+
+def build_dataloaders(cfg, dist_info: DistInfo, device: torch.device,
+                      datasets: Optional[Tuple[Dataset, Dataset]] = None
+                      ) -> Tuple[DataLoader, EpochIndexSampler, DataLoader]:
+    """(train loader, its sampler for set_epoch, validation loader) for this process.
+
+    Each process loads OPTIM.BATCH_SIZE / world_size samples per step, so the
+    global batch is OPTIM.BATCH_SIZE whatever the number of processes.
+    """
+    train_set, val_set = datasets or build_datasets(cfg)
+    batch, world = cfg.OPTIM.BATCH_SIZE, dist_info.world_size
+    if batch % world:
+        raise ConfigError(f'OPTIM.BATCH_SIZE {batch} (the global batch) must be divisible by the number of '
+                          f'processes ({world})')
+    workers = cfg.TRAINING.NUM_WORKERS
+    if workers < 0:
+        raise ConfigError(f'TRAINING.NUM_WORKERS must be >= 0, got {workers}')
+    common = dict(num_workers=workers, pin_memory=device.type == 'cuda', persistent_workers=workers > 0,
+                  worker_init_fn=seed_worker)
+    shuffler = DistributedSampler(train_set, num_replicas=world, rank=dist_info.rank, shuffle=True,
+                                  seed=cfg.TRAINING.SEED, drop_last=False)
+    sampler = EpochIndexSampler(shuffler)
+    train_loader = DataLoader(SeededSamples(train_set, cfg.TRAINING.SEED), batch_size=batch // world,
+                              sampler=sampler, drop_last=False, **common)
+    # Whole images (VAL_PS null) differ in size and go one at a time.
+    val_batch = cfg.TRAINING.VAL_BATCH_SIZE if cfg.TRAINING.VAL_PS else 1
+    val_loader = DataLoader(val_set, batch_size=val_batch, shuffle=False,
+                            sampler=ShardSampler(len(val_set), dist_info.rank, world), **common)
+    return train_loader, sampler, val_loader
