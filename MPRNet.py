@@ -19,19 +19,20 @@ storing them.
 
 Inference (``torch.no_grad`` or ``torch.inference_mode``) allocates less:
 residual sums and attention products are written into the temporary that
-holds their first operand (``_add``, ``_mul``), and on the CPU the shared
+holds their first operand (``add_into``, ``mul_into`` of utils/layers.py), and on the CPU the shared
 PReLU overwrites the convolution output it is given (``SharedPReLU``).
 These are the same float operations on the same operands in the same order,
 so every output is the same bit for bit (tests/test_inplace_inference.py);
 a channel-attention block then makes two feature maps instead of five. With
 autograd recording every operation is out of place, as in training.
 """
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from utils.layers import SharedPReLU, add_into, cat_tree, mul_into, split_tree
 
 __all__ = ['MPRNet', 'PRESETS', 'canonical_task', 'require_canonical']
 
@@ -62,62 +63,9 @@ def require_canonical(task: str) -> str:
     return task
 
 
-def _add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a + b. Without autograd recording, and when the sum has a's dtype, it is written into
-    `a`, which must be a temporary of the caller's own: the same additions, bit for bit."""
-    if torch.is_grad_enabled() or a.dtype != b.dtype:
-        return a + b
-    return a.add_(b)
-
-
-def _mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a * b, into `a` under the same conditions as ``_add``."""
-    if torch.is_grad_enabled() or a.dtype != b.dtype:
-        return a * b
-    return a.mul_(b)
-
-
 def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = False) -> nn.Conv2d:
     """'Same'-padded convolution, stride 1."""
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
-
-
-def _cpu_autocast_dtype() -> Optional[torch.dtype]:
-    """The CPU autocast dtype while autocast is on for the CPU, else None."""
-    if hasattr(torch, 'get_autocast_dtype'):  # torch >= 2.4
-        return torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu') else None
-    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
-
-
-_is_compiling = getattr(torch.compiler, 'is_compiling', lambda: False)
-
-
-class SharedPReLU(nn.PReLU):
-    """The network's one PReLU (a single slope shared by every channel-attention block).
-
-    In inference on the CPU, in fp32 or bf16 (bf16 autocast included), it overwrites its
-    input, like ``nn.ReLU(inplace=True)``: ``leaky_relu_`` with the slope PReLU would use
-    computes the same ``x if x > 0 else slope * x`` bit for bit, without a new tensor. Its
-    input is always a convolution's fresh output. Elsewhere (autograd recording, other
-    dtypes, CUDA, where reading the slope would synchronise, torch.compile, torch.export and
-    tracing, whose graphs must keep the slope a tensor) it is ``nn.PReLU``.
-    """
-
-    def _inplace_slope(self, x: torch.Tensor) -> Optional[float]:
-        """The slope to apply to `x` in place, or None where the out-of-place PReLU must run."""
-        if torch.is_grad_enabled() or not x.is_cpu:
-            return None
-        weight = self.weight
-        # Under autocast PReLU runs in the autocast dtype, its slope rounded to that dtype.
-        dtype = _cpu_autocast_dtype() or weight.dtype
-        if (x.dtype != dtype or dtype not in (torch.float32, torch.bfloat16) or weight.numel() != 1
-                or _is_compiling() or torch.jit.is_tracing()):  # a graph must keep the slope a tensor
-            return None
-        return (weight if weight.dtype == dtype else weight.to(dtype)).item()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        slope = self._inplace_slope(x)
-        return F.prelu(x, self.weight) if slope is None else F.leaky_relu_(x, slope)
 
 
 class CALayer(nn.Module):
@@ -159,7 +107,7 @@ class CAB(nn.Module):
         if torch.is_grad_enabled():
             return self.CA(res) + x
         # Inference: scale and add into the body's output, a temporary of this block's own.
-        return _add(_mul(res, self.CA.attention(res)), x)
+        return add_into(mul_into(res, self.CA.attention(res)), x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.checkpointed and torch.is_grad_enabled():
@@ -182,8 +130,8 @@ class SAM(nn.Module):
         self.conv3 = conv(3, n_feat, kernel_size, bias)
 
     def forward(self, x: torch.Tensor, x_img: torch.Tensor):
-        img = _add(self.conv2(x), x_img)
-        return _add(_mul(self.conv1(x), torch.sigmoid(self.conv3(img))), x), img
+        img = add_into(self.conv2(x), x_img)
+        return add_into(mul_into(self.conv1(x), torch.sigmoid(self.conv3(img))), x), img
 
 
 class DownSample(nn.Module):
@@ -214,7 +162,7 @@ class SkipUpSample(UpSample):
     """UpSample(x) + skip: the decoder's way up one level."""
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return _add(self.up(x), skip)
+        return add_into(self.up(x), skip)
 
 
 def _cab_level(channels: int, kernel_size: int, reduction: int, bias: bool, act: nn.Module, n: int = 2):
@@ -250,7 +198,7 @@ class Encoder(nn.Module):
         for i, (level, down) in enumerate(levels):
             enc = level(x)
             if fuse:
-                enc = _add(_add(enc, getattr(self, f'csff_enc{i + 1}')(encoder_outs[i])),
+                enc = add_into(add_into(enc, getattr(self, f'csff_enc{i + 1}')(encoder_outs[i])),
                            getattr(self, f'csff_dec{i + 1}')(decoder_outs[i]))
             outs.append(enc)
             if down is not None:
@@ -290,7 +238,7 @@ class ORB(nn.Module):
         self.body = nn.Sequential(*blocks, conv(n_feat, n_feat, kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _add(self.body(x), x)
+        return add_into(self.body(x), x)
 
 
 class ORSNet(nn.Module):
@@ -316,29 +264,14 @@ class ORSNet(nn.Module):
 
     def forward(self, x, encoder_outs, decoder_outs):
         x = self.orb1(x)
-        x = _add(_add(x, self.conv_enc1(encoder_outs[0])), self.conv_dec1(decoder_outs[0]))
+        x = add_into(add_into(x, self.conv_enc1(encoder_outs[0])), self.conv_dec1(decoder_outs[0]))
         x = self.orb2(x)
-        x = _add(_add(x, self.conv_enc2(self.up_enc1(encoder_outs[1]))),
+        x = add_into(add_into(x, self.conv_enc2(self.up_enc1(encoder_outs[1]))),
                  self.conv_dec2(self.up_dec1(decoder_outs[1])))
         x = self.orb3(x)
-        x = _add(_add(x, self.conv_enc3(self.up_enc2(encoder_outs[2]))),
+        x = add_into(add_into(x, self.conv_enc3(self.up_enc2(encoder_outs[2]))),
                  self.conv_dec3(self.up_dec2(decoder_outs[2])))
         return x
-
-
-def _cat_tree(items: Sequence, dim: int = 0):
-    """Concatenate matching tensors of several equally structured (nested list/tuple) items."""
-    first = items[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(list(items), dim)
-    return type(first)(_cat_tree(group, dim) for group in zip(*items))
-
-
-def _split_tree(tree, parts: int, dim: int = 0) -> list:
-    """Inverse of _cat_tree: one nested structure -> `parts` structures."""
-    if isinstance(tree, torch.Tensor):
-        return list(tree.chunk(parts, dim))
-    return [type(tree)(branch) for branch in zip(*(_split_tree(t, parts, dim) for t in tree))]
 
 
 class MPRNet(nn.Module):
@@ -401,7 +334,7 @@ class MPRNet(nn.Module):
         """fn(*args) for every args tuple in `pieces`; one batched call when batch_patches is set."""
         if not self.batch_patches or len(pieces) == 1:
             return [fn(*args) for args in pieces]
-        return _split_tree(fn(*_cat_tree(pieces)), len(pieces))
+        return split_tree(fn(*cat_tree(pieces)), len(pieces))
 
     def _stage2_encode(self, x_img, sam_feats, enc_prev, dec_prev):
         x = self.concat12(torch.cat([self.shallow_feat2(x_img), sam_feats], 1))
@@ -433,4 +366,4 @@ class MPRNet(nn.Module):
         # Stage 3: the whole image at full resolution.
         x3 = self.concat23(torch.cat([self.shallow_feat3(x3_img), x3_samfeats], 1))
         x3 = self.stage3_orsnet(x3, feat2, res2)
-        return [_add(self.tail(x3), x3_img), stage2_img, stage1_img]
+        return [add_into(self.tail(x3), x3_img), stage2_img, stage1_img]

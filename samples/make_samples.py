@@ -8,7 +8,7 @@ scikit-image, no download), resized to a long side of 320 px and degraded
 with ``utils.data.degradations``: camera-shake blur, rain streaks or noise, into
 the folder of the task that restores it (<output_dir>/Deblurring/ etc.). These
 photographs are held out of the bundled weights' training
-(scripts/prepare_photos.py HELD_OUT), so the demo shows what a user gets on
+(utils/data/photos.py HELD_OUT), so the demo shows what a user gets on
 photos the model has never seen. The random generator of each sample is
 seeded from --seed and the sample's name, so the files are the same on every
 run and adding a sample changes no other.

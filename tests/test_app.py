@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 import app
+from utils.inference import uploads
 from conftest import png_header_only
 from MPRNet import PRESETS, MPRNet
 from utils.files.image_io import read_image
@@ -53,7 +54,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def models(root):
-    return app.Models(device='cpu', root=root)
+    return uploads.Models(device='cpu', root=root)
 
 
 def rgb8(h, w, seed=0):
@@ -70,7 +71,7 @@ def write(path, array):
 
 def test_restores_an_image_and_says_how(tmp_path, models):
     src = write(tmp_path / 'photo.png', rgb8(37, 45))
-    result = app.restore(src, 'deblurring', models, str(tmp_path / 'out'))
+    result = uploads.restore(src, 'deblurring', models, str(tmp_path / 'out'))
     assert os.path.basename(result.png) == 'photo_deblurring.png'
     out, bit_depth = read_image(result.png)
     assert out.shape == (37, 45, 3) and bit_depth == 8
@@ -83,7 +84,7 @@ def test_restores_an_image_and_says_how(tmp_path, models):
 
 def test_16_bit_in_gives_16_bit_out(tmp_path, models):
     src = write(tmp_path / 'deep.png', rgb8(24, 16).astype(np.uint16) * 257)
-    result = app.restore(src, 'Denoising', models, str(tmp_path / 'out'))
+    result = uploads.restore(src, 'Denoising', models, str(tmp_path / 'out'))
     assert cv2.imread(result.png, cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert result.bit_depth == 16 and '16-bit PNG out' in result.info
 
@@ -95,7 +96,7 @@ def test_gray_palette_and_alpha_are_converted_with_a_note(tmp_path, models):
     Image.fromarray(rgb8(12, 20)).convert('P').save(palette)
     notes = {'gray': 'grayscale', 'alpha': 'alpha channel was dropped', 'palette': 'palette image'}
     for path in (gray, alpha, palette):
-        result = app.restore(path, 'Deraining', models, str(tmp_path / 'out'))
+        result = uploads.restore(path, 'Deraining', models, str(tmp_path / 'out'))
         assert notes[os.path.basename(path)[:-4]] in result.info
         assert cv2.imread(result.png, cv2.IMREAD_UNCHANGED).shape[2] == 3
 
@@ -107,42 +108,42 @@ def test_gray_palette_and_alpha_are_converted_with_a_note(tmp_path, models):
 def test_bad_files_get_the_demos_message(tmp_path, models, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(app.AppError) as err:
-        app.restore(str(path), 'Deblurring', models, str(tmp_path / 'out'))
+    with pytest.raises(uploads.AppError) as err:
+        uploads.restore(str(path), 'Deblurring', models, str(tmp_path / 'out'))
     assert message in str(err.value) and str(tmp_path) not in str(err.value)
 
 
 def test_no_file_huge_image_and_unknown_task(tmp_path, models):
-    with pytest.raises(app.AppError, match='no image yet'):
-        app.restore(None, 'Deblurring', models, str(tmp_path))
+    with pytest.raises(uploads.AppError, match='no image yet'):
+        uploads.restore(None, 'Deblurring', models, str(tmp_path))
     src = write(tmp_path / 'big.png', rgb8(40, 50))
-    with pytest.raises(app.AppError, match=r'big.png is 50x40 \(0.0 megapixels\); this page restores up to '
+    with pytest.raises(uploads.AppError, match=r'big.png is 50x40 \(0.0 megapixels\); this page restores up to '
                                            r'0.001 \(app.py --max_megapixels\)'):
-        app.restore(src, 'Deblurring', models, str(tmp_path), max_megapixels=0.001)
-    with pytest.raises(app.AppError, match='unknown task'):
-        app.restore(src, 'Dehazing', models, str(tmp_path))
+        uploads.restore(src, 'Deblurring', models, str(tmp_path), max_megapixels=0.001)
+    with pytest.raises(uploads.AppError, match='unknown task'):
+        uploads.restore(src, 'Dehazing', models, str(tmp_path))
     # A 200-megapixel PNG is refused from its header: its pixel data is a truncated stub that
     # would fail to decode, so the message proves nothing was decoded.
     huge = tmp_path / 'huge.png'
     huge.write_bytes(png_header_only(20000, 10000))
-    with pytest.raises(app.AppError, match=r'huge.png is 20000x10000 \(200.0 megapixels\)'):
-        app.restore(str(huge), 'Deblurring', models, str(tmp_path))
+    with pytest.raises(uploads.AppError, match=r'huge.png is 20000x10000 \(200.0 megapixels\)'):
+        uploads.restore(str(huge), 'Deblurring', models, str(tmp_path))
 
 
 def test_missing_weights_name_the_file_to_get(tmp_path):
-    models = app.Models(device='cpu', root=make_root(tmp_path / 'root', tasks=('Deblurring',)))
+    models = uploads.Models(device='cpu', root=make_root(tmp_path / 'root', tasks=('Deblurring',)))
     src = write(tmp_path / 'x.png', rgb8(16, 16))
-    with pytest.raises(app.AppError, match='no official weights for Denoising'):
-        app.restore(src, 'Denoising', models, str(tmp_path / 'out'))
+    with pytest.raises(uploads.AppError, match='no official weights for Denoising'):
+        uploads.restore(src, 'Denoising', models, str(tmp_path / 'out'))
     status = models.status()
     assert status[0].startswith('Deblurring: bundled weights') and 'unavailable' in status[2]
 
 
 def test_tiles_report_progress(tmp_path, root):
-    models = app.Models(device='cpu', root=root, tile=16, tile_overlap=8)
+    models = uploads.Models(device='cpu', root=root, tile=16, tile_overlap=8)
     src = write(tmp_path / 'wide.png', rgb8(30, 50))
     calls = []
-    result = app.restore(src, 'Deblurring', models, str(tmp_path / 'out'), progress=lambda *a: calls.append(a))
+    result = uploads.restore(src, 'Deblurring', models, str(tmp_path / 'out'), progress=lambda *a: calls.append(a))
     # The 30x50 image pads to 32x56; 16-px tiles overlapping by 8 start every 8 px: 3 rows x 6 columns.
     total = 3 * 6
     assert total > 1 and calls == [(k, total) for k in range(1, total + 1)]
@@ -150,13 +151,13 @@ def test_tiles_report_progress(tmp_path, root):
 
 
 def test_exact_and_max_memory_reach_the_model(tmp_path, root):
-    exact = app.Models(device='cpu', root=root, exact=True).get('Deblurring')
+    exact = uploads.Models(device='cpu', root=root, exact=True).get('Deblurring')
     assert exact.mode == 'exact' and exact.restorer.dtype is None and not exact.restorer.fast
     # 50x30 RGB needs far more than 1e-6 GB of activations: the image goes in tiles.
-    small_budget = app.Models(device='cpu', root=root, max_memory=1e-6)
-    result = app.restore(write(tmp_path / 'a.png', rgb8(30, 50)), 'Deblurring', small_budget, str(tmp_path / 'o'))
+    small_budget = uploads.Models(device='cpu', root=root, max_memory=1e-6)
+    result = uploads.restore(write(tmp_path / 'a.png', rgb8(30, 50)), 'Deblurring', small_budget, str(tmp_path / 'o'))
     assert 'tiles' in result.info
-    whole = app.restore(write(tmp_path / 'b.png', rgb8(30, 50)), 'Deblurring', app.Models(device='cpu', root=root),
+    whole = uploads.restore(write(tmp_path / 'b.png', rgb8(30, 50)), 'Deblurring', uploads.Models(device='cpu', root=root),
                         str(tmp_path / 'o'))
     assert 'tiles' not in whole.info
 
@@ -164,8 +165,8 @@ def test_exact_and_max_memory_reach_the_model(tmp_path, root):
 def test_bad_options_are_one_line_errors(capsys, monkeypatch):
     args = app.parse_args([])
     assert (args.host, args.port, args.share, args.weights) == ('127.0.0.1', app.DEFAULT_PORT, False, 'auto')
-    with pytest.raises(app.AppError, match='tile size must be a positive multiple of 8'):
-        app.Models(device='cpu', tile=12)
+    with pytest.raises(uploads.AppError, match='tile size must be a positive multiple of 8'):
+        uploads.Models(device='cpu', tile=12)
     assert app.main(['--device', 'cpu', '--exact', '--precision', 'bf16']) == 2
     assert '--exact means fp32 without --fast' in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -176,7 +177,7 @@ def test_bad_options_are_one_line_errors(capsys, monkeypatch):
 
 
 def test_samples_are_offered_with_their_task():
-    examples = app.sample_examples()
+    examples = uploads.sample_examples()
     assert examples and all(task in PRESETS for _, task in examples)
     assert all(os.path.isfile(path) for path, _ in examples)
 
@@ -257,7 +258,7 @@ def test_browser_restores_and_downloads_a_sample(tmp_path):
     os.environ.setdefault('SE_OFFLINE', 'true')  # Selenium Manager must not fetch drivers
     root = os.environ.get('MPRNET_APP_WEIGHTS_ROOT') or make_root(tmp_path / 'root')
     shot = os.environ.get('MPRNET_APP_SCREENSHOT') or str(tmp_path / 'app.png')
-    examples = app.sample_examples()
+    examples = uploads.sample_examples()
     wanted = os.environ.get('MPRNET_APP_SAMPLE', '')  # e.g. rain_astronaut, for the README's screenshot
     sample, task = next((e for e in examples if os.path.basename(e[0]).startswith(wanted)), examples[0])
     port, log, downloads = free_port(), str(tmp_path / 'app.log'), str(tmp_path / 'downloads')
@@ -285,7 +286,7 @@ def test_browser_restores_and_downloads_a_sample(tmp_path):
         driver.save_screenshot(shot)
         link.click()
         downloaded = wait_for_download(downloads)
-        assert os.path.basename(downloaded) == app.output_name(sample, task)
+        assert os.path.basename(downloaded) == uploads.output_name(sample, task)
         (before, _), (after, _) = read_image(sample), read_image(downloaded)
         assert after.shape == before.shape and not np.array_equal(after, before)
         assert os.path.getsize(shot) > 10_000

@@ -18,6 +18,7 @@ import tifffile
 import torch
 
 import app
+from utils.inference import uploads
 import demo
 import hubconf
 from conftest import TINY, png_header_only
@@ -293,9 +294,9 @@ def test_a_header_the_checker_cannot_read_is_refused_not_decoded(tmp_path):
     path.write_bytes(encoded.tobytes())
     with pytest.raises(ValueError, match='header cannot be read'):
         read_image(str(path))
-    models = app.Models(device='cpu')
-    with pytest.raises(app.AppError, match='photo.png: the file is damaged or not an image'):
-        app.restore(str(path), 'Deblurring', models, str(tmp_path / 'out'))
+    models = uploads.Models(device='cpu')
+    with pytest.raises(uploads.AppError, match='photo.png: the file is damaged or not an image'):
+        uploads.restore(str(path), 'Deblurring', models, str(tmp_path / 'out'))
 
 
 # ---------------------------------------------------------------- 12: SIGTERM

@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from MPRNet import CAB, MPRNet, SharedPReLU
+from MPRNet import CAB, MPRNet
+from utils.layers import SharedPReLU
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 

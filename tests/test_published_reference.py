@@ -13,7 +13,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.published_reference import PublishedOrderMPRNet
-from MPRNet import Decoder, DownSample, MPRNet, SharedPReLU, UpSample
+from MPRNet import Decoder, DownSample, MPRNet, UpSample
+from utils.layers import SharedPReLU
 from utils.inference.restorer import Restorer
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')

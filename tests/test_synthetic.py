@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from utils.data import photos
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -199,22 +200,21 @@ def test_empty_or_missing_folder_and_bad_options(tmp_path, photo_dir):
 # ----------------------------------------------------------------------------- prepare_photos
 
 def test_held_out_and_test_split():
-    pp = load_prepare_photos()
     names = [f'pkg__photo_{i}' for i in range(2000)]
     # The demo samples' sources are test photos whatever the fractions.
-    assert all(pp.split_of(name, 0.5, 0.0) == 'test' for name in pp.HELD_OUT)
-    split = [pp.split_of(n, 0.1, 0.1) for n in names]
+    assert all(photos.split_of(name, 0.5, 0.0) == 'test' for name in photos.HELD_OUT)
+    split = [photos.split_of(n, 0.1, 0.1) for n in names]
     assert abs(split.count('test') / len(names) - 0.1) < 0.02
     # Adding a test share only takes photos out of training; validation stays as it was.
-    without = [pp.split_of(n, 0.1) for n in names]
+    without = [photos.split_of(n, 0.1) for n in names]
     assert all(a == b for a, b in zip(split, without) if b == 'val')
     assert all(b == 'train' for a, b in zip(split, without) if a == 'test')
     with pytest.raises(ValueError, match='at most 1'):
-        pp.split_of('x', 0.6, 0.6)
+        photos.split_of('x', 0.6, 0.6)
 
 
 def test_split_is_deterministic_nested_and_about_the_fraction():
-    split_of = load_prepare_photos().split_of
+    split_of = photos.split_of
     names = [f'pkg__photo_{i}' for i in range(2000)]
     first = [split_of(n, 0.1) for n in names]
     assert first == [split_of(n, 0.1) for n in names]
@@ -242,7 +242,6 @@ def test_photos_are_shrunk_by_area_averaging():
 
 
 def test_prepare_writes_a_fixed_disjoint_split(tmp_path):
-    pp = load_prepare_photos()
     src = tmp_path / 'src'
     rng = np.random.default_rng(0)
     pictures = []
@@ -263,29 +262,29 @@ def test_prepare_writes_a_fixed_disjoint_split(tmp_path):
     license_file = src / 'copyright'
     license_file.write_text('CC0')
 
-    source = pp.Source('test', pictures=pictures, licenses=[('test.copyright', str(license_file))])
+    source = photos.Source('test', pictures=pictures, licenses=[('test.copyright', str(license_file))])
     out = tmp_path / 'out'
-    summary = pp.prepare([source], str(out), max_side=64, val_fraction=0.3)
-    files = {split: sorted(os.listdir(out / split)) for split in pp.SPLITS}
-    written = [f[:-4] for split in pp.SPLITS for f in files[split]]
+    summary = photos.prepare([source], str(out), max_side=64, val_fraction=0.3)
+    files = {split: sorted(os.listdir(out / split)) for split in photos.SPLITS}
+    written = [f[:-4] for split in photos.SPLITS for f in files[split]]
     expected = sorted([f'test__texture{i}' for i in range(8)] + ['test__overlay'])
     assert sorted(written) == expected and len(set(written)) == len(written)
-    for split in pp.SPLITS:
+    for split in photos.SPLITS:
         for f in files[split]:
-            assert pp.split_of(f[:-4], 0.3) == split
+            assert photos.split_of(f[:-4], 0.3) == split
             assert max(cv2.imread(str(out / split / f)).shape[:2]) <= 64
     assert [d.split(' ')[0] for d in summary.duplicates] == ['test__texture0_zbig']
     assert [d.split(' ')[0] for d in summary.no_photo] == ['test__flat']
-    overlay_split = pp.split_of('test__overlay', 0.3)
+    overlay_split = photos.split_of('test__overlay', 0.3)
     overlay = cv2.imread(str(out / overlay_split / 'test__overlay.png'))
     np.testing.assert_allclose(overlay[:, :, 0].astype(float), alpha.astype(float), atol=1)
     assert (out / 'LICENSES' / 'test.copyright').read_text() == 'CC0'
 
     # Running again keeps what is there and writes nothing.
-    again = pp.prepare([source], str(out), max_side=64, val_fraction=0.3)
+    again = photos.prepare([source], str(out), max_side=64, val_fraction=0.3)
     assert len(again.kept) == len(expected) and not any(again.written.values())
     # Another fraction moves photos between the folders; they never sit in both.
-    pp.prepare([source], str(out), max_side=64, val_fraction=0.9)
+    photos.prepare([source], str(out), max_side=64, val_fraction=0.9)
     train, val = set(os.listdir(out / 'train')), set(os.listdir(out / 'val'))
     assert not train & val and len(train | val) == len(expected)
 
@@ -313,42 +312,40 @@ def test_held_out_source_goes_whole_to_its_own_split(tmp_path):
             path = tmp_path / origin / f'{i}.png'
             write_rgb(path, rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
             pictures.append((f'{origin}__{i}', str(path)))
-        sources.append(pp.Source(origin, pictures=pictures, held_out=held_out))
+        sources.append(photos.Source(origin, pictures=pictures, held_out=held_out))
     out = tmp_path / 'out'
-    pp.prepare(sources, str(out), max_side=64, val_fraction=0.2, test_fraction=0.2)
-    by_split = {split: {f.split('__')[0] for f in os.listdir(out / split)} for split in pp.SPLITS}
+    photos.prepare(sources, str(out), max_side=64, val_fraction=0.2, test_fraction=0.2)
+    by_split = {split: {f.split('__')[0] for f in os.listdir(out / split)} for split in photos.SPLITS}
     assert by_split['test_source'] == {'unseen'} and len(os.listdir(out / 'test_source')) == 30
     for split in ('train', 'val', 'test'):
         assert by_split[split] == {'seen'}, split
 
 
 def test_tiles_cover_the_picture_exactly_once():
-    pp = load_prepare_photos()
     # 1000 = 2 runs of 500 at tile 384; 383 < 384 stays whole; 1152 = 3 runs of exactly 384.
-    assert pp.tile_grid(1000, 384) == [(0, 500), (500, 1000)]
-    assert pp.tile_grid(383, 384) == [(0, 383)]
-    assert pp.tile_grid(1152, 384) == [(0, 384), (384, 768), (768, 1152)]
+    assert photos.tile_grid(1000, 384) == [(0, 500), (500, 1000)]
+    assert photos.tile_grid(383, 384) == [(0, 383)]
+    assert photos.tile_grid(1152, 384) == [(0, 384), (384, 768), (768, 1152)]
     img = np.arange(700 * 1000 * 1, dtype=np.float32).reshape(700, 1000, 1)
-    tiles = pp.tiles_of(img, 300)  # 700 -> 2 rows of 350, 1000 -> 3 columns of 333/334/333
+    tiles = photos.tiles_of(img, 300)  # 700 -> 2 rows of 350, 1000 -> 3 columns of 333/334/333
     assert len(tiles) == 6 and [t.shape[:2] for t in tiles[:3]] == [(350, 333), (350, 334), (350, 333)]
     values = np.concatenate([t.ravel() for t in tiles])
     assert values.size == img.size and np.array_equal(np.sort(values), img.ravel())
 
 
 def test_drawing_test_tells_flat_art_from_a_photo():
-    pp = load_prepare_photos()
     # A cartoon: three flat colours. A photo stand-in: a smooth gradient plus grain, hundreds of colours.
     cartoon = np.zeros((64, 64, 3), np.float32)
     cartoon[:, :20] = (0.9, 0.5, 0.1)
     cartoon[:, 20:40] = (0.1, 0.1, 0.1)
-    assert pp.looks_drawn(cartoon)
+    assert photos.looks_drawn(cartoon)
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 1, 64, dtype=np.float32)
     photo = np.clip(np.stack([ramp[None, :] * np.ones((64, 1)), ramp[:, None] * np.ones((1, 64)),
                               np.full((64, 64), 0.5)], axis=2) + rng.normal(0, 0.03, (64, 64, 3)), 0, 1)
-    assert not pp.looks_drawn(photo.astype(np.float32))
+    assert not photos.looks_drawn(photo.astype(np.float32))
     # Only visible pixels count: the photo cut out over a transparent background is still a photo.
     alpha = np.zeros((64, 64), np.float32)
     alpha[16:48, 16:48] = 1
-    assert not pp.looks_drawn(photo * alpha[:, :, None], alpha)
-    assert pp.looks_drawn(photo * alpha[:, :, None])  # with its black surround counted, it looks drawn
+    assert not photos.looks_drawn(photo * alpha[:, :, None], alpha)
+    assert photos.looks_drawn(photo * alpha[:, :, None])  # with its black surround counted, it looks drawn
