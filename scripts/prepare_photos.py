@@ -59,6 +59,7 @@ class PackageSpec:
     folders: Tuple[str, ...] = ('',)  # path prefixes inside the package; '' is all of it
     min_side: int = 0                 # shorter side below this: an icon or a sprite, not a photo
     drop_drawings: bool = False       # leave out pictures that look drawn (looks_drawn)
+    exclude: Tuple[str, ...] = ()     # left out: paths inside the package holding one of these
 
 
 DEBIAN_SOURCES = (
@@ -71,8 +72,10 @@ DEBIAN_SOURCES = (
     # Photographed animals, food, buildings and objects, cut out over transparency; many stamps
     # are cartoons, left out by the drawing test.
     PackageSpec('tuxpaint-stamps-default', ('usr/share/tuxpaint/stamps',), min_side=128, drop_drawings=True),
-    # Landscape panoramas (fields, flowers, trees, snow, sea): the held-out source.
-    PackageSpec('stellarium-data', ('usr/share/stellarium/landscapes',), min_side=256),
+    # Landscape panoramas (fields, flowers, trees, snow, sea, Mars, the Moon): the held-out source.
+    # Left out: the night-light and fog layers drawn over them, and the planets' sky gradients.
+    PackageSpec('stellarium-data', ('usr/share/stellarium/landscapes',), min_side=256,
+                exclude=('illum', 'fog', '-lgt', '/jupiter/', '/neptune/', '/saturn/', '/sun/', '/uranus/')),
 )
 DEBIAN_PACKAGES = tuple(spec.package for spec in DEBIAN_SOURCES)
 # Whole sources judged on but never trained or validated on (written to test_source/).
@@ -96,6 +99,14 @@ def check_not_reserved(package: str) -> None:
     if package in RESERVED_PACKAGES:
         raise ReservedPackageError(f'package {package} is reserved for an independent evaluation of this project '
                                    f'and is never used for training, validation or testing; leave it out')
+
+
+def in_photo_folders(path: str, spec: PackageSpec) -> bool:
+    """Whether `path` ('/'-separated, inside the package) is in one of the spec's photo folders
+    and holds none of its exclusions."""
+    path = '/' + path.lstrip('./')
+    inside = any(not prefix or path.startswith('/' + prefix.strip('/') + '/') for prefix in spec.folders)
+    return inside and not any(part in path for part in spec.exclude)
 
 
 def package_spec(package: str) -> PackageSpec:
@@ -183,8 +194,7 @@ def debian_source(package: str, workdir: str, deb_dir: Optional[str] = None) -> 
         dirs.sort()
         inside = os.path.relpath(root, tree).replace(os.sep, '/')
         for filename in sorted(files):
-            if not is_image_file(filename) or not any(
-                    (inside + '/').startswith(prefix.rstrip('/') + '/') or not prefix for prefix in spec.folders):
+            if not is_image_file(filename) or not in_photo_folders(f'{inside}/{filename}', spec):
                 continue
             stem = _clean(os.path.splitext(filename)[0])
             name = f'{package}__{stem}'

@@ -349,3 +349,20 @@ def test_drawing_test_tells_flat_art_from_a_photo():
     alpha[16:48, 16:48] = 1
     assert not photos.looks_drawn(photo * alpha[:, :, None], alpha)
     assert photos.looks_drawn(photo * alpha[:, :, None])  # with its black surround counted, it looks drawn
+
+
+def test_photo_folders_and_exclusions_of_a_package():
+    pp = load_prepare_photos()
+    spec = pp.PackageSpec('p', folders=('usr/share/p/photos',), exclude=('illum', '/sky/'))
+    assert pp.in_photo_folders('usr/share/p/photos/a.png', spec)
+    assert pp.in_photo_folders('./usr/share/p/photos/deep/b.jpg', spec)
+    assert not pp.in_photo_folders('usr/share/p/photosets/a.png', spec)  # a prefix of a name is no folder
+    assert not pp.in_photo_folders('usr/share/doc/p/a.png', spec)
+    assert not pp.in_photo_folders('usr/share/p/photos/trees_illum.png', spec)
+    assert not pp.in_photo_folders('usr/share/p/photos/sky/blue.png', spec)
+    assert pp.in_photo_folders('anything/at/all.png', pp.PackageSpec('q'))  # no folders named: all of it
+    # The held-out panoramas leave out Stellarium's light and fog overlays.
+    stellarium = pp.package_spec('stellarium-data')
+    assert pp.in_photo_folders('usr/share/stellarium/landscapes/garching/garching-gl1.png', stellarium)
+    for layer in ('trees/trees_illum_512.png', 'ocean/fog.png', 'guereins/guereins8-lgt.png', 'sun/sun-256.png'):
+        assert not pp.in_photo_folders(f'usr/share/stellarium/landscapes/{layer}', stellarium), layer
