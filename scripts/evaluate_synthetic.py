@@ -264,7 +264,13 @@ def learning_curve(task: str, folders: Dict[str, List[Tuple[str, np.ndarray]]], 
         return f'| {name} | {epoch} | {hours} | ' + ' | '.join(cells) + ' |'
 
     table.append(row('degraded input', '-', '-', lambda x: x))
-    ordered = sorted(checkpoints, key=lambda path: checkpoint_cpu_hours(path)[0])
+    # Training order: weights that record no CPU time (a bundled or published file a run started
+    # from) first, then by CPU-hours, then by epoch.
+    def order(path: str) -> Tuple[bool, float, int]:
+        epoch, hours = checkpoint_cpu_hours(path)
+        return hours is not None, hours or 0.0, epoch
+
+    ordered = sorted(checkpoints, key=order)
     for path in ordered:
         epoch, hours = checkpoint_cpu_hours(path)
         restorer = Restorer(build_model(task, path), device)

@@ -35,7 +35,10 @@ def test_learning_curve_rows_for_each_checkpoint(tmp_path, tiny_model, tiny_conf
             # Mid-grey texture in [0.3, 0.7]: sigma-25 noise is almost never clipped there.
             img = rng.uniform(0.3, 0.7, (48, 48, 3))
             cv2.imwrite(str(tmp_path / folder / f'{i}.png'), (img * 255).round().astype(np.uint8))
-    checkpoints = []
+    checkpoints = [str(tmp_path / 'start.pth')]
+    # The weights a run started from record no CPU time (and maybe a later epoch of their own run).
+    torch.save({'epoch': 24, 'state_dict': tiny_model.state_dict(), 'model_config': tiny_config,
+                'task': 'Denoising'}, checkpoints[0])
     for epoch, hours in ((2, 0.5), (4, 2.0)):
         path = tmp_path / f'model_epoch_{epoch}.pth'
         torch.save({'epoch': epoch, 'state_dict': tiny_model.state_dict(), 'model_config': tiny_config,
@@ -43,12 +46,14 @@ def test_learning_curve_rows_for_each_checkpoint(tmp_path, tiny_model, tiny_conf
         checkpoints.append(str(path))
     out = tmp_path / 'curve.md'
     code = es.main(['--tasks', 'Denoising', '--photos', str(tmp_path / 'test'), str(tmp_path / 'test_source'),
-                    '--checkpoints', checkpoints[1], checkpoints[0], '--out', str(out), '--threads', '1'])
+                    '--checkpoints', checkpoints[2], checkpoints[1], checkpoints[0], '--out', str(out),
+                    '--threads', '1'])
     assert code == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith('| ')]
     assert rows[0] == '| checkpoint | epoch | CPU-h | test PSNR | test_source PSNR |'
     # In training order whatever the order given, with the CPU-hours each checkpoint recorded.
-    assert [r.split(' | ')[:3] for r in rows[2:]] == [['| model_epoch_2.pth', '2', '0.50'],
+    assert [r.split(' | ')[:3] for r in rows[2:]] == [['| start.pth', '24', '-'],
+                                                      ['| model_epoch_2.pth', '2', '0.50'],
                                                       ['| model_epoch_4.pth', '4', '2.00']]
     # The degraded input: white noise of sigma 25 on the 0-255 scale is 20 log10(255 / 25) = 20.17 dB.
     input_psnr = [float(cell) for cell in rows[1].strip(' |').split(' | ')[3:]]
