@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import demo
+from utils import device as device_probe
 from utils.inference import restorer
 from utils.inference.cli import EXIT_INTERRUPTED, EXIT_NOTHING_RUN, EXIT_OK, EXIT_SOME_FAILED, UsageError, run_main
 from utils.files.image_io import write_image
@@ -109,12 +110,12 @@ def test_every_image_failing_is_exit_2(tmp_path, weights, capsys):
 
 def test_auto_precision_follows_the_cpu_and_fp16_on_cpu_is_refused(monkeypatch):
     cpu = torch.device('cpu')
-    monkeypatch.setattr(restorer, 'cpu_has_native_bf16', lambda: True)
+    monkeypatch.setattr(device_probe, 'cpu_has_native_bf16', lambda: True)
     assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('bf16', True)
     monkeypatch.setattr(restorer, 'AUTO_BF16_TASKS', frozenset())
     assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('fp32', True)
     monkeypatch.setattr(restorer, 'AUTO_BF16_TASKS', frozenset({'Deraining'}))
-    monkeypatch.setattr(restorer, 'cpu_has_native_bf16', lambda: False)
+    monkeypatch.setattr(device_probe, 'cpu_has_native_bf16', lambda: False)
     assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('fp32', True)
     assert choose_precision('fp32', False, 'Deraining', cpu)[:2] == ('fp32', False)  # the exact path
     with pytest.raises(ValueError, match='fp16 on the CPU'):

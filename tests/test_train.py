@@ -12,6 +12,7 @@ from yacs.config import CfgNode
 
 from MPRNet import MPRNet
 from losses import MultiStageLoss
+from utils import device as device_probe
 from utils.training import datasets, trainer
 from utils.files.checkpoint import CheckpointMismatchError, build_model, load_weights
 from utils.training.config import ConfigError, load_config
@@ -107,7 +108,7 @@ def test_model_widths_from_config():
 def test_amp_auto_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
     cpu = torch.device('cpu')
     for native, expected in ((True, 'bf16'), (False, 'off')):
-        monkeypatch.setattr(trainer, 'cpu_has_native_bf16', lambda: native)
+        monkeypatch.setattr(device_probe, 'cpu_has_native_bf16', lambda: native)
         assert trainer.resolve_amp('auto', cpu) == expected
         # An explicit choice is never second-guessed.
         assert [trainer.resolve_amp(c, cpu) for c in ('off', 'bf16', 'fp16')] == ['off', 'bf16', 'fp16']

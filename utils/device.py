@@ -4,7 +4,7 @@ from typing import FrozenSet, Optional
 
 import torch
 
-__all__ = ['resolve_device', 'cpu_flags', 'cpu_has_native_bf16']
+__all__ = ['resolve_device', 'cpu_flags', 'cpu_has_native_bf16', 'has_native_bf16']
 
 
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -36,3 +36,11 @@ def cpu_has_native_bf16() -> bool:
     cannot be read (not Linux) the answer is False, which keeps fp32.
     """
     return bool((cpu_flags() or frozenset()) & {'avx512_bf16', 'amx_bf16'})
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
+    AMX-BF16 (cpu_has_native_bf16). The precision choice of inference and training ask this alike."""
+    if device.type == 'cuda':
+        return torch.cuda.is_bf16_supported()
+    return device.type == 'cpu' and cpu_has_native_bf16()

@@ -11,7 +11,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from utils.device import cpu_has_native_bf16
+from utils.device import has_native_bf16
 from utils.inference import tiling
 from utils.padding import crop_to, pad_to_multiple
 
@@ -55,9 +55,7 @@ def choose_precision(precision: str, fast: bool, task: str, device: torch.device
     if exact:
         return 'fp32', False, 'exact'
     if precision == 'auto':
-        if task in AUTO_BF16_TASKS and (
-                (device.type == 'cuda' and torch.cuda.is_bf16_supported())
-                or (device.type == 'cpu' and cpu_has_native_bf16())):
+        if task in AUTO_BF16_TASKS and has_native_bf16(device):
             return 'bf16', True, 'bf16 autocast + fast path (auto)'
         return 'fp32', True, 'fp32 fast path (auto)'
     if precision not in PRECISIONS:

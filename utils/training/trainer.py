@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from dataset_RGB import MixUp
 from losses import MultiStageLoss
 from MPRNet import MPRNet, PRESETS, canonical_task
-from utils.device import cpu_has_native_bf16
+from utils.device import has_native_bf16
 from utils.errors import ConfigError
 from utils.evaluation.tensor_psnr import psnr_per_image
 from utils.files.checkpoint import CheckpointMismatchError, check_task, load_checkpoint_file, save_atomic
@@ -46,9 +46,7 @@ def resolve_amp(choice: str, device: torch.device) -> str:
         raise ConfigError(f"OPTIM.AMP must be one of {', '.join(AMP_CHOICES)}, got {choice!r}")
     if choice != 'auto':
         return choice
-    if device.type == 'cuda':
-        return 'bf16' if torch.cuda.is_bf16_supported() else 'off'
-    return 'bf16' if device.type == 'cpu' and cpu_has_native_bf16() else 'off'
+    return 'bf16' if has_native_bf16(device) else 'off'
 MIXUP_ALPHA = 0.6  # published Beta(0.6, 0.6)
 
 
