@@ -265,14 +265,10 @@ def learning_curve(task: str, folders: Dict[str, List[Tuple[str, np.ndarray]]], 
 
     table.append(row('degraded input', '-', '-', lambda x: x))
     # Training order: weights that record no CPU time (a bundled or published file a run started
-    # from) first, then by CPU-hours, then by epoch.
-    def order(path: str) -> Tuple[bool, float, int]:
-        epoch, hours = checkpoint_cpu_hours(path)
-        return hours is not None, hours or 0.0, epoch
-
-    ordered = sorted(checkpoints, key=order)
-    for path in ordered:
-        epoch, hours = checkpoint_cpu_hours(path)
+    # from) first, then by CPU-hours, then by epoch. Each file's record is read once.
+    records = [(path, *checkpoint_cpu_hours(path)) for path in checkpoints]
+    records.sort(key=lambda record: (record[2] is not None, record[2] or 0.0, record[1]))
+    for path, epoch, hours in records:
         restorer = Restorer(build_model(task, path), device)
         table.append(row(os.path.basename(path), str(epoch), '-' if hours is None else f'{hours:.2f}',
                          lambda x: restore(restorer, x)))

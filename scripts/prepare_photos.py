@@ -175,17 +175,16 @@ def debian_source(package: str, workdir: str, deb_dir: Optional[str] = None) -> 
         os.makedirs(download_to, exist_ok=True)
         ok, output = _run(['apt-get', 'download', package], cwd=download_to)
         deb = _cached_deb(package, download_to)
-    debs = [deb] if deb else []
-    if not ok or not debs:
+    if not ok or deb is None:
         hint = (' Check the name; on a fresh machine the package lists are empty: run apt-get update '
                 'first (as root) or pass --apt_update.'
                 if 'Unable to locate' in output or "Can't select" in output else '')
         tqdm.write(f'package {package} not available, skipped: {output}.{hint}', file=sys.stderr)
         return None
     tree = os.path.join(folder, 'tree')
-    ok, output = _run(['dpkg', '-x', debs[0], tree])
+    ok, output = _run(['dpkg', '-x', deb, tree])
     if not ok:
-        tqdm.write(f'cannot unpack {os.path.basename(debs[0])}, skipped: {output}', file=sys.stderr)
+        tqdm.write(f'cannot unpack {os.path.basename(deb)}, skipped: {output}', file=sys.stderr)
         return None
     source = Source(package, held_out=package in HELD_OUT_SOURCES, min_side=spec.min_side,
                     drop_drawings=spec.drop_drawings)

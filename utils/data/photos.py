@@ -159,9 +159,10 @@ def _not_a_photo(name: str, img: np.ndarray, alpha: Optional[np.ndarray], source
     return None
 
 
-def _write(target: str, img: np.ndarray, out: str, overwrite: bool, summary: Summary) -> None:
-    """Write one tile to `target`, removing the same name from the other splits (a moved photo)."""
-    name, split = os.path.splitext(os.path.basename(target))[0], os.path.basename(os.path.dirname(target))
+def _write(out: str, split: str, name: str, img: np.ndarray, overwrite: bool, summary: Summary) -> None:
+    """Write one tile as <out>/<split>/<name>.png, removing the same name from the other splits
+    (a moved photo)."""
+    target = os.path.join(out, split, f'{name}.png')
     for other in SPLITS:
         stale = os.path.join(out, other, f'{name}.png')
         if other != split and os.path.exists(stale):
@@ -212,7 +213,7 @@ def prepare(sources: List[Source], out: str, max_side: int, val_fraction: float,
             if piece.std() < FLAT_THRESHOLD:  # a black sky or a blank margin
                 summary.no_photo.append(f'{tile_name} (flat tile: standard deviation {piece.std():.3f})')
                 continue
-            _write(os.path.join(out, split, f'{tile_name}.png'), piece, out, overwrite, summary)
+            _write(out, split, tile_name, piece, overwrite, summary)
     licenses = os.path.join(out, 'LICENSES')
     for source in sources:
         for license_name, path in source.licenses:
