@@ -48,7 +48,7 @@ from typing import List, Optional, Tuple
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.data.photos import DEFAULT_TILE, SPLITS, Source, Summary, prepare  # noqa: E402
+from utils.data.photos import DEFAULT_TILE, HELD_OUT_SPLIT, SPLITS, Source, Summary, prepare  # noqa: E402
 from utils.files.image_io import is_image_file  # noqa: E402
 
 
@@ -230,9 +230,13 @@ def print_summary(summary: Summary, out: str, failed_packages: List[str]) -> Non
         count, size = folder_stats(os.path.join(out, split))
         print(f'{os.path.join(out, split)}: {count} photos, {size / 2 ** 20:.1f} MiB '
               f'({len(summary.written[split])} written now)')
-        if count == 0:
+        if count == 0 and split in ('train', 'val'):
             print(f'warning: {os.path.join(out, split)} is empty; training needs photos in both folders: '
                   'add sources or change --val_fraction', file=sys.stderr)
+        elif count == 0:
+            what = (f'the held-out source ({", ".join(HELD_OUT_SOURCES)}) was not among --packages'
+                    if split == HELD_OUT_SPLIT else 'add sources or raise --test_fraction')
+            print(f'warning: {os.path.join(out, split)} is empty, so it judges nothing: {what}', file=sys.stderr)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
