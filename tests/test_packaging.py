@@ -188,9 +188,22 @@ def test_pyproject_declares_nothing_the_code_does_not_import():
     assert unused_declarations(ROOT, declared(load_project())) == []
 
 
+def requirement_lines(path: str) -> List[str]:
+    """The lines of a pip requirements file that pip acts on: no comments, no blank lines."""
+    with open(path, encoding='utf-8') as f:
+        return [line.split('#')[0].strip() for line in f if line.split('#')[0].strip()]
+
+
 def test_requirements_are_listed_once():
-    """No requirements*.txt beside pyproject.toml: a second list would drift from the first."""
-    assert [f for f in os.listdir(ROOT) if f.startswith('requirements') and f.endswith('.txt')] == []
+    """requirements.txt, the file researchers install first, only installs the project itself, so
+    pyproject.toml stays the one list of dependencies; no other requirements*.txt drifts from it."""
+    assert [f for f in os.listdir(ROOT) if f.startswith('requirements') and f.endswith('.txt')] == ['requirements.txt']
+    assert requirement_lines(os.path.join(ROOT, 'requirements.txt')) == ['-e .']
+
+
+def test_requirement_lines_skip_comments(tmp_path):
+    (tmp_path / 'r.txt').write_text('# a comment\n\n-e .  # the project\n')
+    assert requirement_lines(str(tmp_path / 'r.txt')) == ['-e .']
 
 
 def test_the_build_ships_the_modules_the_readme_names():
