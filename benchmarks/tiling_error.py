@@ -3,7 +3,7 @@
 Prints, for one smooth test image: the max and mean |tiled - whole|, the same
 for the whole image framed 8 px larger (MPRNet's own sensitivity to framing,
 the yardstick for the tiling error), and the peak tensor memory of both runs.
-The figures in the README's demo section come from:
+The figures in docs/USAGE.md (large images) come from:
 
     python benchmarks/tiling_error.py --task Deblurring --size 256 --tile 128
     python benchmarks/tiling_error.py --task Deraining --size 256 --tile 128

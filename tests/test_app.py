@@ -4,7 +4,7 @@ The browser test starts ``python app.py`` on a free loopback port with tiny
 weights made here, uploads a bundled sample, restores it, downloads the PNG
 and saves a screenshot (to MPRNET_APP_SCREENSHOT if set, else a temporary
 folder). MPRNET_APP_WEIGHTS_ROOT=. runs it with the repository's own weights
-instead, e.g. for the README's screenshot:
+instead, e.g. for the screenshot in docs/INTEGRATIONS.md:
 
     MPRNET_APP_WEIGHTS_ROOT=. MPRNET_APP_SCREENSHOT=docs/images/app.png MPRNET_APP_SAMPLE=rain_astronaut \\
         python -m pytest -q tests/test_app.py -k browser
@@ -259,7 +259,7 @@ def test_browser_restores_and_downloads_a_sample(tmp_path):
     root = os.environ.get('MPRNET_APP_WEIGHTS_ROOT') or make_root(tmp_path / 'root')
     shot = os.environ.get('MPRNET_APP_SCREENSHOT') or str(tmp_path / 'app.png')
     examples = uploads.sample_examples()
-    wanted = os.environ.get('MPRNET_APP_SAMPLE', '')  # e.g. rain_astronaut, for the README's screenshot
+    wanted = os.environ.get('MPRNET_APP_SAMPLE', '')  # e.g. rain_astronaut, for the screenshot in the docs
     sample, task = next((e for e in examples if os.path.basename(e[0]).startswith(wanted)), examples[0])
     port, log, downloads = free_port(), str(tmp_path / 'app.log'), str(tmp_path / 'downloads')
     os.makedirs(downloads)

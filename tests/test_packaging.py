@@ -6,7 +6,7 @@ declared where the file may take it from: the runtime dependencies for the libra
 scripts, plus the ``app`` extra for app.py, the ``onnx`` extra for the ONNX exporter, and every
 extra and the build backend for the tests. The other way round, every declared distribution must be imported somewhere
 (or be listed below with the reason it is not). The last test installs nothing: it checks that
-the build configuration names the modules the README promises.
+the build configuration names the modules docs/USAGE.md promises.
 """
 import ast
 import os

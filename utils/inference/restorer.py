@@ -83,7 +83,7 @@ class Restorer:
         auto_tile: use tiles when the whole image's estimated memory exceeds the device's free
             memory or `memory_budget` (with tile=None), and after an out-of-memory error retry
             with tiles half the size. The tiled result differs slightly from the whole-image one
-            (see README); the exact path is the default (auto_tile=False).
+            (see docs/USAGE.md); the exact path is the default (auto_tile=False).
         memory_budget: bytes one image may use before auto_tile switches to tiles (None: only
             the free memory counts). On a CPU the free memory is shared with everything else
             on the machine, so the demo sets a few GB.

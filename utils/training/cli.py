@@ -4,7 +4,7 @@
 (utils/training/config.py) and runs ``utils.training.loop.fit``. Errors a user can fix (a bad
 key, a missing folder, a session that exists or is in use by another run, a
 NaN loss, a checkpoint of another model or task, a disk that fills up) end the
-program with one line and an exit code (README, "Training"), not a traceback.
+program with one line and an exit code (docs/TRAINING.md), not a traceback.
 """
 import argparse
 import contextlib
@@ -24,7 +24,7 @@ from utils.training.trainer import CheckpointWriteError, NonFiniteLossError
 __all__ = ['USAGE', 'EXIT_TRAINED', 'EXIT_NON_FINITE_LOSS', 'EXIT_NOT_STARTED', 'EXIT_CHECKPOINT_WRITE',
            'EXIT_INTERRUPTED', 'EXIT_TERMINATED', 'add_run_arguments', 'script_main', 'train_main', 'train_from_args']
 
-# Exit codes of train.py (listed in README, "Training").
+# Exit codes of train.py (listed in docs/TRAINING.md).
 EXIT_TRAINED, EXIT_NON_FINITE_LOSS, EXIT_NOT_STARTED, EXIT_CHECKPOINT_WRITE = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as a shell reports them
 
