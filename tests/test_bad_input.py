@@ -1,4 +1,4 @@
-"""Issue 21, the inference side: bad input files, bad options and faults, each reproduced by hand.
+"""The inference side: bad input files, bad options and faults, each reproduced by hand.
 
 Every file here is made by the test (tifffile, OpenCV, or bytes written with
 struct/zlib), and every expected value is worked out from what was written.

@@ -71,7 +71,7 @@ def test_a_killed_write_keeps_the_old_file_and_its_temporary_is_cleared_later(tm
     assert sorted(os.listdir(tmp_path)) == ['.hidden_notes.txt', 'model_latest.pth']
 
 
-# ---------------------------------------------------------------- issue 21: what a checkpoint holds is checked
+# ---------------------------------------------------------------------- what a checkpoint holds is checked
 
 def test_weights_holding_nan_or_inf_are_refused_naming_the_first_bad_tensor(tmp_path, tiny_model):
     from utils.files.checkpoint import CheckpointReadError

@@ -93,7 +93,7 @@ def test_missing_weights_and_bad_sizes_are_clear(tmp_path, capsys):
     assert 'at least 8 px' in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------- issue 21: the output file is never destroyed
+# ---------------------------------------------------------------------- the output file is never destroyed
 
 def fake_export(monkeypatch, diffs):
     """Export without onnx: the graph is the bytes b'new graph', the check reports `diffs`."""

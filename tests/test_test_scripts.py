@@ -397,7 +397,7 @@ def test_evaluate_realblur_aligns_before_scoring(tmp_path, capsys):
     assert 'For RealBlur_J dataset PSNR:' in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- issue 21: failed writes and damaged inputs
+# ---------------------------------------------------------------------- failed writes and damaged inputs
 
 def make_sidd(folder):
     noisy = np.random.default_rng(3).integers(0, 256, (1, 2, 16, 16, 3), dtype=np.uint8)

@@ -1,6 +1,6 @@
 """train.py on common mistakes: one line naming the file or key and what to do, exit 2, before training.
 
-Each case is one a user makes (the probe of issue 13); none may start an epoch
+Each case is one a user makes; none may start an epoch
 or leave a checkpoint behind.
 """
 import importlib.util
@@ -122,7 +122,7 @@ def test_log_counts_steps_of_the_real_batch_and_temporaries_are_cleared(root, ca
     assert not stale.exists() and 'removed' in out.err + out.out
 
 
-# ----------------------------------------------------------------------------- issue 21: faults during a run
+# ------------------------------------------------------------------------------------ faults during a run
 
 def session_dir(root):
     return root / 'runs' / 'Deraining' / 'models' / 'MPRNet'

@@ -218,7 +218,7 @@ def blur_kernel(rng: np.random.Generator, family: Optional[str] = None, extent: 
         family: 'shake' (camera shake; COMBINE_PROB of those of extent >= 8 px convolved with a disk of radius
             U(1, 2) or an isotropic Gaussian of sigma U(0.5, 1.2)), 'defocus' (disk),
             'gaussian' (anisotropic, rotated), or 'classic' (``motion_kernel``: shake with its
-            path length, not its extent, drawn from U(5, 40) px: the generator before issue 20,
+            path length, not its extent, drawn from U(5, 40) px: the project's first generator,
             kept for the bundled samples); drawn from BLUR_FAMILY_PROBS if None.
         extent: the kernel's ``kernel_extent`` in px (within about a pixel); drawn uniformly from
             EXTENT_RANGE (capped at max_size) if None. Ignored by 'classic'.
@@ -258,7 +258,7 @@ def motion_blur(img: np.ndarray, rng: np.random.Generator, kernel: Optional[np.n
         kernel: PSF to use (odd sides, should sum to 1); drawn by ``blur_kernel`` if None.
         max_size: largest side of a drawn PSF.
         family, extent: passed to ``blur_kernel`` (None: drawn); family 'classic' is the
-            camera-shake-only generator from before issue 20.
+            camera-shake-only first generator of this project.
         noise_sigma: Gaussian noise std on the 0-255 scale (0: none); drawn from `noise_range` if None.
         jpeg: re-compress the result as JPEG, as cameras and web images are.
         jpeg_quality: JPEG quality; drawn from `quality_range` (inclusive) if None.

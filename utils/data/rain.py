@@ -109,7 +109,7 @@ def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float]
             whatever is brighter than c (rain against a bright sky);
             None: 'over' with probability `over_prob`, 'add' with `add_prob`, else 'screen'.
         colour: the grey level c of 'over' rain; drawn from U(0.7, 1.0) if None.
-        classic: the generator before issue 20, kept for the bundled samples: density U(0.0005,
+        classic: the first generator of this project, kept for the bundled samples: density U(0.0005,
             0.006), length U(8, 30), and one layer (``rain_layer``) of a single angle, width and
             opacity range; otherwise the layer is a ``varied_rain_layer``.
 

@@ -44,9 +44,9 @@ def get_default_config() -> CN:
     c.OPTIM.COSINE_EXTRA_EPOCHS = 0  # ours: cosine period = NUM_EPOCHS - WARMUP_EPOCHS + this (Denoising: 40)
     c.OPTIM.LOSS = 'charbonnier_edge'  # ours: charbonnier_edge | charbonnier_clamped
     c.OPTIM.EDGE_WEIGHT = 0.05   # ours: weight of the edge loss in charbonnier_edge
-    # How training runs rather than how it optimises, yet kept in OPTIM (issue 22 weighed a RUNTIME
-    # section): they are read in one place (engine.Trainer), while the name is in every documented
-    # command line (`OPTIM.AMP bf16`, README, docs/PERFORMANCE.md, benchmarks/train_speed.py) and in
+    # How training runs rather than how it optimises, yet kept in OPTIM (a RUNTIME section was
+    # weighed): they are read in one place (trainer.Trainer), while the name is in every documented
+    # command line (`OPTIM.AMP bf16`, docs/TRAINING.md, docs/PERFORMANCE.md, benchmarks/train_speed.py) and in
     # the config every checkpoint records. Moving them would need load_config to translate the old
     # keys in files and overrides, which yacs cannot (register_renamed_key only refuses the old
     # name), for a section name alone.
