@@ -1,12 +1,29 @@
-"""Shared fixtures: a tiny MPRNet configuration that runs in milliseconds on CPU."""
+"""Shared fixtures: a tiny MPRNet that runs in milliseconds on CPU, the device of the model tests.
+
+TORCH_DEVICE=cuda runs the model, restorer and fast-path tests (those taking the ``device``
+fixture) on a GPU with the same assertions; the default is cpu.
+"""
 import random
 
 import numpy as np
 import pytest
 import torch
 
-# Same structure as the presets, narrow widths: every code path, little compute.
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=2)
+from helpers import TINY, save_weights, torch_device
+
+
+def pytest_configure(config):
+    device = torch_device()
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(f'TORCH_DEVICE={device} but CUDA is not available')
+        # The fp32 bounds (1e-5) are those of true fp32: TF32 convolutions round inputs to 10 bits,
+        # and cuDNN may pick another algorithm from one call to the next without determinism.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type != 'cpu':
+        raise pytest.UsageError(f'TORCH_DEVICE must be cpu or cuda[:N], got {device}')
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +45,12 @@ def one_torch_thread():
 
 
 @pytest.fixture
+def device() -> torch.device:
+    """Where the model, restorer and fast-path tests compute: TORCH_DEVICE, default cpu."""
+    return torch_device()
+
+
+@pytest.fixture
 def tiny_config():
     return dict(TINY)
 
@@ -41,19 +64,5 @@ def tiny_model():
 @pytest.fixture
 def tiny_weights(tmp_path, tiny_model):
     """The tiny model saved with its configuration (what build_model reads), as a path."""
-    path = tmp_path / 'tiny.pth'
-    torch.save({'state_dict': tiny_model.state_dict(), 'model_config': tiny_model.config}, path)
-    return str(path)
+    return save_weights(tmp_path / 'tiny.pth', tiny_model)
 
-
-def png_header_only(width: int, height: int, chunks_after_idat: bytes = b'') -> bytes:
-    """A PNG of width x height whose one IDAT holds a few bytes instead of the pixels: decoding it
-    fails, so code that gets its size or orientation from it did not decode it."""
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
-
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0))
-            + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunks_after_idat + chunk(b'IEND', b''))

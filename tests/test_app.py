@@ -25,7 +25,7 @@ from PIL import Image
 
 import app
 from utils.inference import uploads
-from conftest import png_header_only
+from helpers import TINY, png_header_only, rgb8, save_weights, write_test_image
 from MPRNet import PRESETS, MPRNet
 from utils.files.image_io import read_image
 from utils.files.weights import bundled_path
@@ -33,17 +33,16 @@ from utils.files.weights import bundled_path
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
 
 
 def make_root(folder, tasks=tuple(PRESETS)):
     """A weights root holding tiny 'bundled' checkpoints for `tasks`; returns its path."""
     for seed, task in enumerate(tasks):
         torch.manual_seed(seed)
-        model = MPRNet(**TINY)
+        model = MPRNet(**dict(TINY, num_cab=1))
         path = bundled_path(task, str(folder))
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        torch.save({'state_dict': model.state_dict(), 'model_config': dict(model.config)}, path)
+        save_weights(path, model)
     return str(folder)
 
 
@@ -57,20 +56,11 @@ def models(root):
     return uploads.Models(device='cpu', root=root)
 
 
-def rgb8(h, w, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def write(path, array):
-    assert cv2.imwrite(str(path), array), path
-    return str(path)
-
-
 # ---------------------------------------------------------------------------- restore(), no browser
 
 
 def test_restores_an_image_and_says_how(tmp_path, models):
-    src = write(tmp_path / 'photo.png', rgb8(37, 45))
+    src = write_test_image(tmp_path / 'photo.png', rgb8(37, 45))
     result = uploads.restore(src, 'deblurring', models, str(tmp_path / 'out'))
     assert os.path.basename(result.png) == 'photo_deblurring.png'
     out, bit_depth = read_image(result.png)
@@ -83,15 +73,15 @@ def test_restores_an_image_and_says_how(tmp_path, models):
 
 
 def test_16_bit_in_gives_16_bit_out(tmp_path, models):
-    src = write(tmp_path / 'deep.png', rgb8(24, 16).astype(np.uint16) * 257)
+    src = write_test_image(tmp_path / 'deep.png', rgb8(24, 16).astype(np.uint16) * 257)
     result = uploads.restore(src, 'Denoising', models, str(tmp_path / 'out'))
     assert cv2.imread(result.png, cv2.IMREAD_UNCHANGED).dtype == np.uint16
     assert result.bit_depth == 16 and '16-bit PNG out' in result.info
 
 
 def test_gray_palette_and_alpha_are_converted_with_a_note(tmp_path, models):
-    gray = write(tmp_path / 'gray.png', rgb8(16, 16)[:, :, 0])
-    alpha = write(tmp_path / 'alpha.png', np.dstack([rgb8(16, 24), np.full((16, 24), 9, np.uint8)]))
+    gray = write_test_image(tmp_path / 'gray.png', rgb8(16, 16)[:, :, 0])
+    alpha = write_test_image(tmp_path / 'alpha.png', np.dstack([rgb8(16, 24), np.full((16, 24), 9, np.uint8)]))
     palette = str(tmp_path / 'palette.png')
     Image.fromarray(rgb8(12, 20)).convert('P').save(palette)
     notes = {'gray': 'grayscale', 'alpha': 'alpha channel was dropped', 'palette': 'palette image'}
@@ -116,7 +106,7 @@ def test_bad_files_get_the_demos_message(tmp_path, models, name, content, messag
 def test_no_file_huge_image_and_unknown_task(tmp_path, models):
     with pytest.raises(uploads.AppError, match='no image yet'):
         uploads.restore(None, 'Deblurring', models, str(tmp_path))
-    src = write(tmp_path / 'big.png', rgb8(40, 50))
+    src = write_test_image(tmp_path / 'big.png', rgb8(40, 50))
     with pytest.raises(uploads.AppError, match=r'big.png is 50x40 \(0.0 megapixels\); this page restores up to '
                                            r'0.001 \(app.py --max_megapixels\)'):
         uploads.restore(src, 'Deblurring', models, str(tmp_path), max_megapixels=0.001)
@@ -132,7 +122,7 @@ def test_no_file_huge_image_and_unknown_task(tmp_path, models):
 
 def test_missing_weights_name_the_file_to_get(tmp_path):
     models = uploads.Models(device='cpu', root=make_root(tmp_path / 'root', tasks=('Deblurring',)))
-    src = write(tmp_path / 'x.png', rgb8(16, 16))
+    src = write_test_image(tmp_path / 'x.png', rgb8(16, 16))
     with pytest.raises(uploads.AppError, match='no official weights for Denoising'):
         uploads.restore(src, 'Denoising', models, str(tmp_path / 'out'))
     status = models.status()
@@ -141,7 +131,7 @@ def test_missing_weights_name_the_file_to_get(tmp_path):
 
 def test_tiles_report_progress(tmp_path, root):
     models = uploads.Models(device='cpu', root=root, tile=16, tile_overlap=8)
-    src = write(tmp_path / 'wide.png', rgb8(30, 50))
+    src = write_test_image(tmp_path / 'wide.png', rgb8(30, 50))
     calls = []
     result = uploads.restore(src, 'Deblurring', models, str(tmp_path / 'out'), progress=lambda *a: calls.append(a))
     # The 30x50 image pads to 32x56; 16-px tiles overlapping by 8 start every 8 px: 3 rows x 6 columns.
@@ -155,10 +145,11 @@ def test_exact_and_max_memory_reach_the_model(tmp_path, root):
     assert exact.mode == 'exact' and exact.restorer.dtype is None and not exact.restorer.fast
     # 50x30 RGB needs far more than 1e-6 GB of activations: the image goes in tiles.
     small_budget = uploads.Models(device='cpu', root=root, max_memory=1e-6)
-    result = uploads.restore(write(tmp_path / 'a.png', rgb8(30, 50)), 'Deblurring', small_budget, str(tmp_path / 'o'))
+    result = uploads.restore(write_test_image(tmp_path / 'a.png', rgb8(30, 50)), 'Deblurring', small_budget,
+                             str(tmp_path / 'o'))
     assert 'tiles' in result.info
-    whole = uploads.restore(write(tmp_path / 'b.png', rgb8(30, 50)), 'Deblurring', uploads.Models(device='cpu', root=root),
-                        str(tmp_path / 'o'))
+    whole = uploads.restore(write_test_image(tmp_path / 'b.png', rgb8(30, 50)), 'Deblurring',
+                            uploads.Models(device='cpu', root=root), str(tmp_path / 'o'))
     assert 'tiles' not in whole.info
 
 

@@ -19,9 +19,8 @@ import torch
 
 import app
 from utils.inference import uploads
-import demo
 import hubconf
-from conftest import TINY, png_header_only
+from helpers import TINY, png_header_only, rgb8, run_demo, write_test_image
 from MPRNet import MPRNet
 from utils import allocator
 from utils.inference.folder_restore import restore_folder
@@ -33,70 +32,48 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture
-def weights(tiny_weights):
-    return tiny_weights
-
-
-def rgb8(h, w, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def write(path, array):
-    """Encode with OpenCV, write with Python: cv2.imwrite crashes on names that are not UTF-8."""
-    ok, encoded = cv2.imencode(os.path.splitext(str(path))[1], array)
-    assert ok, path
-    with open(path, 'wb') as f:
-        f.write(encoded.tobytes())
-    return path
-
-
-def run(*argv):
-    return demo.main([str(a) for a in argv])
-
-
-@pytest.fixture
 def one_input(tmp_path):
     folder = tmp_path / 'in'
     folder.mkdir()
-    write(folder / 'x.png', rgb8(16, 16))
+    write_test_image(folder / 'x.png', rgb8(16, 16))
     return folder
 
 
 # ---------------------------------------------------------------- 1: --compare
 
 
-def test_compare_never_replaces_a_result_of_the_run(one_input, tmp_path, weights, capsys):
+def test_compare_never_replaces_a_result_of_the_run(one_input, tmp_path, tiny_weights, capsys):
     out = tmp_path / 'o'
-    assert run('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', out, '--weights', weights,
-               '--compare', out / 'x.png') == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', out, '--weights', tiny_weights,
+                    '--compare', out / 'x.png') == 2
     assert 'is the result' in capsys.readouterr().err
     assert not (out / 'x.png').exists()  # refused before any work
 
 
-def test_compare_never_replaces_an_input_even_with_overwrite(one_input, tmp_path, weights, capsys):
+def test_compare_never_replaces_an_input_even_with_overwrite(one_input, tmp_path, tiny_weights, capsys):
     before = (one_input / 'x.png').read_bytes()
-    assert run('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', tmp_path / 'o', '--weights', weights,
-               '--compare', one_input / 'x.png', '--overwrite') == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', tmp_path / 'o',
+                    '--weights', tiny_weights, '--compare', one_input / 'x.png', '--overwrite') == 2
     assert 'is the input' in capsys.readouterr().err
     assert (one_input / 'x.png').read_bytes() == before
     # The same file through a symbolic link is still the input.
     os.symlink(one_input / 'x.png', tmp_path / 'link.png')
-    assert run('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', tmp_path / 'o', '--weights', weights,
-               '--compare', tmp_path / 'link.png', '--overwrite') == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', tmp_path / 'o',
+                    '--weights', tiny_weights, '--compare', tmp_path / 'link.png', '--overwrite') == 2
     assert (one_input / 'x.png').read_bytes() == before
 
 
-def test_compare_is_checked_before_any_work(one_input, tmp_path, weights, capsys):
+def test_compare_is_checked_before_any_work(one_input, tmp_path, tiny_weights, capsys):
     out = tmp_path / 'o'
-    assert run('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', out, '--weights', weights,
-               '--compare', tmp_path / 'x.txt') == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', out, '--weights', tiny_weights,
+                    '--compare', tmp_path / 'x.txt') == 2
     err = capsys.readouterr().err
     assert '--compare' in err and 'image name' in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
     a_file = tmp_path / 'file'
     a_file.write_text('x')
-    assert run('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', out, '--weights', weights,
-               '--compare', a_file / 'c.png') == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', out, '--weights', tiny_weights,
+                    '--compare', a_file / 'c.png') == 2
     err = capsys.readouterr().err
     assert 'cannot write the comparison picture' in err and '--compare' in err
     assert not (out / 'x.png').exists()  # nothing was restored
@@ -167,15 +144,15 @@ def test_16_bit_gray_alpha_png_is_read_at_16_bits(tmp_path):
     np.testing.assert_allclose(img, 1000 / 65535, rtol=1e-6)  # 1000 is no multiple of 257: not 8-bit
 
 
-def test_a_bad_tiff_never_stops_the_others(tmp_path, weights, capsys):
+def test_a_bad_tiff_never_stops_the_others(tmp_path, tiny_weights, capsys):
     folder = tmp_path / 'in'
     folder.mkdir()
-    write(folder / 'a.png', rgb8(8, 8))
+    write_test_image(folder / 'a.png', rgb8(8, 8))
     tiff(folder / 'b.tif', np.full((8, 8, 3), 0.5, np.float16), photometric='rgb')
     tiff(folder / 'c.tif', np.full((8, 8, 3), 1000, np.int16), photometric='rgb')
     tiff(folder / 'd.tif', np.full((8, 8, 3), 0.5, np.float64), photometric='rgb')
     out = tmp_path / 'o'
-    assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', weights) == 1
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', tiny_weights) == 1
     captured = capsys.readouterr()
     assert 'b.tif' in captured.err and 'float16' in captured.err and '3 of 4 images restored' in captured.out
     assert sorted(os.listdir(out)) == ['a.png', 'c.png', 'd.png']
@@ -194,13 +171,13 @@ def test_labels_of_names_that_are_not_utf8_are_drawn_as_ascii():
     assert np.array_equal(panel, expected) and panel[:LABEL_HEIGHT].max() > BACKGROUND  # drawn
 
 
-def test_demo_compares_a_file_whose_name_is_not_utf8(tmp_path, weights):
+def test_demo_compares_a_file_whose_name_is_not_utf8(tmp_path, tiny_weights):
     folder = tmp_path / 'in'
     folder.mkdir()
     name = os.fsdecode(b'caf\xe9.png')
-    write(os.path.join(str(folder), name), rgb8(8, 8))
-    assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'o', '--weights', weights,
-               '--compare', tmp_path / 'compare.png') == 0
+    write_test_image(os.path.join(str(folder), name), rgb8(8, 8))
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'o',
+                    '--weights', tiny_weights, '--compare', tmp_path / 'compare.png') == 0
     assert cv2.imread(str(tmp_path / 'compare.png')) is not None
 
 
@@ -223,7 +200,7 @@ def test_non_finite_output_fails_that_image_only(tmp_path):
     folder = tmp_path / 'in'
     folder.mkdir()
     for name, level in (('bright', 200), ('dark', 10), ('mid', 77)):
-        write(folder / f'{name}.png', np.full((8, 8, 3), level, np.uint8))
+        write_test_image(folder / f'{name}.png', np.full((8, 8, 3), level, np.uint8))
     plan = [(str(folder / f'{n}.png'), str(tmp_path / f'{n}.png')) for n in ('bright', 'dark', 'mid')]
     restorer = Restorer(InfWhereBright(**TINY), refuse_non_finite=True)
     failed = restore_folder(restorer, plan, keep_going=True)
@@ -234,14 +211,14 @@ def test_non_finite_output_fails_that_image_only(tmp_path):
     assert Restorer(InfWhereBright(**TINY))(torch.full((1, 3, 8, 8), 0.9)).min() == 1.0
 
 
-def test_demo_exits_1_naming_the_image_with_non_finite_output(tmp_path, weights, monkeypatch, capsys):
+def test_demo_exits_1_naming_the_image_with_non_finite_output(tmp_path, tiny_weights, monkeypatch, capsys):
     folder = tmp_path / 'in'
     folder.mkdir()
-    write(folder / 'bright.png', np.full((8, 8, 3), 200, np.uint8))
-    write(folder / 'mid.png', np.full((8, 8, 3), 77, np.uint8))
+    write_test_image(folder / 'bright.png', np.full((8, 8, 3), 200, np.uint8))
+    write_test_image(folder / 'mid.png', np.full((8, 8, 3), 77, np.uint8))
     monkeypatch.setattr('utils.inference.loading.build_model', lambda task, path: InfWhereBright(**TINY).eval())
-    assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'o', '--weights',
-               weights) == 1
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'o', '--weights',
+                    tiny_weights) == 1
     err = capsys.readouterr().err
     assert 'bright.png' in err and 'NaN or infinite' in err
     assert os.listdir(tmp_path / 'o') == ['mid.png']
@@ -250,19 +227,19 @@ def test_demo_exits_1_naming_the_image_with_non_finite_output(tmp_path, weights,
 # ---------------------------------------------------------------- 11: one pixel limit
 
 
-def test_the_demo_refuses_a_huge_header_before_decoding(tmp_path, weights, capsys):
+def test_the_demo_refuses_a_huge_header_before_decoding(tmp_path, tiny_weights, capsys):
     folder = tmp_path / 'in'
     folder.mkdir()
-    write(folder / 'a.png', rgb8(8, 8))
+    write_test_image(folder / 'a.png', rgb8(8, 8))
     (folder / 'huge.png').write_bytes(png_header_only(20000, 20000))  # 400 MP claimed, a few bytes of data
     out = tmp_path / 'o'
-    assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', weights) == 1
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', tiny_weights) == 1
     err = capsys.readouterr().err
     assert 'huge.png is 20000x20000 (400.0 megapixels)' in err and '--max_megapixels' in err
     assert os.listdir(out) == ['a.png']
     # Raised above it, the file reaches the decoder, which finds the stub.
-    assert run('--task', 'Deblurring', '--input_dir', folder / 'huge.png', '--result_dir', tmp_path / 'o2',
-               '--weights', weights, '--max_megapixels', 400) == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder / 'huge.png', '--result_dir', tmp_path / 'o2',
+                    '--weights', tiny_weights, '--max_megapixels', 400) == 2
     assert 'cannot decode image' in capsys.readouterr().err
 
 
@@ -313,7 +290,7 @@ def test_the_web_page_cleans_up_on_sigterm(tmp_path, monkeypatch):
 
         def launch(self, allowed_paths, **kwargs):
             seen['out_dir'] = allowed_paths[0]
-            write(os.path.join(allowed_paths[0], 'restored.png'), rgb8(4, 4))
+            write_test_image(os.path.join(allowed_paths[0], 'restored.png'), rgb8(4, 4))
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler interrupts this
             raise AssertionError('SIGTERM did not stop the server')
@@ -333,18 +310,18 @@ def test_the_web_page_cleans_up_on_sigterm(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize('value', ['inf', 'nan', '1e-12'])
-def test_bad_max_memory_is_one_line_naming_the_option(one_input, tmp_path, weights, capsys, value):
-    assert run('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', tmp_path / 'o', '--weights',
-               weights, '--max_memory', value) == 2
+def test_bad_max_memory_is_one_line_naming_the_option(one_input, tmp_path, tiny_weights, capsys, value):
+    assert run_demo('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', tmp_path / 'o', '--weights',
+                    tiny_weights, '--max_memory', value) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: --max_memory') and len(err.strip().splitlines()) == 1
 
 
-def test_bad_allocator_setting_is_one_line(one_input, tmp_path, weights, capsys, monkeypatch):
+def test_bad_allocator_setting_is_one_line(one_input, tmp_path, tiny_weights, capsys, monkeypatch):
     monkeypatch.setattr(allocator, '_applied', None)  # as at the start of a process
     monkeypatch.setenv(allocator.ENV_SWITCH, 'bogus')
-    assert run('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', tmp_path / 'o', '--weights',
-               weights) == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', tmp_path / 'o', '--weights',
+                    tiny_weights) == 2
     err = capsys.readouterr().err
     assert 'MPRNET_ALLOCATOR' in err and "'bogus'" in err and len(err.strip().splitlines()) == 1
 
@@ -377,12 +354,13 @@ def test_hub_entry_names_a_missing_task():
 
 
 @pytest.mark.skipif(sys.platform == 'win32', reason='FIFOs and symbolic links')
-def test_links_to_nothing_and_pipes_are_counted_and_named(one_input, tmp_path, weights, capsys):
+def test_links_to_nothing_and_pipes_are_counted_and_named(one_input, tmp_path, tiny_weights, capsys):
     os.symlink(tmp_path / 'nowhere.png', one_input / 'dangling.png')
     os.symlink(one_input / 'loop.png', one_input / 'loop.png')
     os.mkfifo(one_input / 'pipe.png')
     out = tmp_path / 'o'
-    assert run('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', out, '--weights', weights) == 1
+    assert run_demo('--task', 'Deblurring', '--input_dir', one_input, '--result_dir', out,
+                    '--weights', tiny_weights) == 1
     captured = capsys.readouterr()
     assert '1 of 4 images restored' in captured.out
     assert 'dangling.png is a symbolic link to nothing' in captured.err
@@ -391,16 +369,16 @@ def test_links_to_nothing_and_pipes_are_counted_and_named(one_input, tmp_path, w
     assert os.listdir(out) == ['x.png']
 
 
-def test_skip_existing_redoes_an_empty_result(tmp_path, weights):
+def test_skip_existing_redoes_an_empty_result(tmp_path, tiny_weights):
     folder = tmp_path / 'in'
     folder.mkdir()
-    write(folder / 'x.png', rgb8(16, 16))
-    write(folder / 'y.png', rgb8(16, 16))
+    write_test_image(folder / 'x.png', rgb8(16, 16))
+    write_test_image(folder / 'y.png', rgb8(16, 16))
     out = tmp_path / 'o'
     out.mkdir()
     (out / 'x.png').write_bytes(b'')
-    write(out / 'y.png', np.zeros((5, 5, 3), np.uint8))
-    assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', weights,
-               '--skip_existing') == 0
+    write_test_image(out / 'y.png', np.zeros((5, 5, 3), np.uint8))
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', tiny_weights,
+                    '--skip_existing') == 0
     assert cv2.imread(str(out / 'x.png')).shape == (16, 16, 3)  # redone
     assert cv2.imread(str(out / 'y.png')).shape == (5, 5, 3)    # kept

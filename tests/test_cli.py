@@ -7,21 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-import demo
 from utils import device as device_probe
 from utils.inference import restorer
 from utils.inference.cli import EXIT_INTERRUPTED, EXIT_NOTHING_RUN, EXIT_OK, EXIT_SOME_FAILED, UsageError, run_main
 from utils.files.image_io import write_image
 from utils.inference.restorer import Restorer, choose_precision
+from helpers import png_header_only, run_demo
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
-
-
-@pytest.fixture
-def weights(tmp_path, tiny_model):
-    path = tmp_path / 'tiny.pth'
-    torch.save({'state_dict': tiny_model.state_dict(), 'model_config': tiny_model.config}, path)
-    return str(path)
 
 
 @pytest.fixture
@@ -32,10 +25,6 @@ def inputs(tmp_path):
     for name, (h, w) in {'a': (20, 28), 'b': (16, 16), 'c': (24, 12)}.items():
         assert cv2.imwrite(str(folder / f'{name}.png'), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     return folder
-
-
-def run(*argv):
-    return demo.main([str(a) for a in argv])
 
 
 def test_run_main_exit_codes(capsys):
@@ -56,24 +45,24 @@ def test_run_main_exit_codes(capsys):
     assert 'interrupted' in err and '--skip_existing' in err and 'Traceback' not in err
 
 
-def test_skip_existing_keeps_finished_results_and_restores_the_rest(inputs, tmp_path, weights, capsys):
+def test_skip_existing_keeps_finished_results_and_restores_the_rest(inputs, tmp_path, tiny_weights, capsys):
     out = tmp_path / 'out'
     out.mkdir()
     assert cv2.imwrite(str(out / 'b.png'), np.zeros((3, 3, 3), np.uint8))
-    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', out, '--weights', weights,
-               '--skip_existing') == EXIT_OK
+    assert run_demo('--task', 'Deraining', '--input_dir', inputs, '--result_dir', out, '--weights', tiny_weights,
+                    '--skip_existing') == EXIT_OK
     assert cv2.imread(str(out / 'b.png')).shape == (3, 3, 3)  # kept as it was
     assert cv2.imread(str(out / 'a.png')).shape == (20, 28, 3) and (out / 'c.png').exists()
     assert '1 results already in' in capsys.readouterr().out
-    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', out, '--weights', weights,
-               '--skip_existing', '--overwrite') == EXIT_NOTHING_RUN
+    assert run_demo('--task', 'Deraining', '--input_dir', inputs, '--result_dir', out, '--weights', tiny_weights,
+                    '--skip_existing', '--overwrite') == EXIT_NOTHING_RUN
     assert 'contradict' in capsys.readouterr().err
 
 
-def test_compare_writes_every_input_beside_its_result(inputs, tmp_path, weights):
+def test_compare_writes_every_input_beside_its_result(inputs, tmp_path, tiny_weights):
     picture = tmp_path / 'cmp' / 'comparison.png'
-    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', tmp_path / 'out', '--weights',
-               weights, '--compare', picture) == EXIT_OK
+    assert run_demo('--task', 'Deraining', '--input_dir', inputs, '--result_dir', tmp_path / 'out', '--weights',
+                    tiny_weights, '--compare', picture) == EXIT_OK
     img = cv2.imread(str(picture))
     # Three rows (one per image), each an input panel and a result panel side by side with a label band.
     from utils.evaluation.visualize import GAP, LABEL_HEIGHT
@@ -82,28 +71,28 @@ def test_compare_writes_every_input_beside_its_result(inputs, tmp_path, weights)
     assert img.shape[0] == title + rows
     assert img.shape[1] == 2 * 28 + GAP + 2 * GAP  # the widest row: two 28-px panels
     # A second run refuses to replace the picture unless told to.
-    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', tmp_path / 'out2', '--weights',
-               weights, '--compare', picture) == EXIT_NOTHING_RUN
+    assert run_demo('--task', 'Deraining', '--input_dir', inputs, '--result_dir', tmp_path / 'out2', '--weights',
+                    tiny_weights, '--compare', picture) == EXIT_NOTHING_RUN
 
 
-def test_unusable_result_folder_is_refused_before_any_image(inputs, tmp_path, weights, capsys):
+def test_unusable_result_folder_is_refused_before_any_image(inputs, tmp_path, tiny_weights, capsys):
     a_file = tmp_path / 'file.txt'
     a_file.write_text('x')
-    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', a_file, '--weights', weights) == \
-        EXIT_NOTHING_RUN
+    assert run_demo('--task', 'Deraining', '--input_dir', inputs, '--result_dir', a_file,
+                    '--weights', tiny_weights) == EXIT_NOTHING_RUN
     assert 'is a file' in capsys.readouterr().err
-    assert run('--task', 'Deraining', '--input_dir', inputs, '--result_dir', a_file / 'sub', '--weights',
-               weights) == EXIT_NOTHING_RUN
+    assert run_demo('--task', 'Deraining', '--input_dir', inputs, '--result_dir', a_file / 'sub', '--weights',
+                    tiny_weights) == EXIT_NOTHING_RUN
     assert 'cannot write results into' in capsys.readouterr().err
 
 
-def test_every_image_failing_is_exit_2(tmp_path, weights, capsys):
+def test_every_image_failing_is_exit_2(tmp_path, tiny_weights, capsys):
     folder = tmp_path / 'broken'
     folder.mkdir()
     (folder / 'x.png').write_bytes(b'not a png')
     (folder / 'y.jpg').write_bytes(b'')
-    assert run('--task', 'Deraining', '--input_dir', folder, '--result_dir', tmp_path / 'out',
-               '--weights', weights) == EXIT_NOTHING_RUN
+    assert run_demo('--task', 'Deraining', '--input_dir', folder, '--result_dir', tmp_path / 'out',
+                    '--weights', tiny_weights) == EXIT_NOTHING_RUN
     err = capsys.readouterr().err
     assert 'x.png' in err and 'y.jpg' in err and 'none of the 2 images' in err
 
@@ -166,7 +155,6 @@ def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
 
 
 def test_png_size_and_orientation_come_from_the_header_without_decoding(tmp_path):
-    from conftest import png_header_only
     import struct
     import zlib
     from PIL import Image
@@ -186,7 +174,7 @@ def test_png_size_and_orientation_come_from_the_header_without_decoding(tmp_path
     assert Image.MAX_IMAGE_PIXELS is not None, 'the bomb limit is restored afterwards'
 
 
-def test_rotated_jpeg_from_a_camera_is_restored_upright(tmp_path, weights):
+def test_rotated_jpeg_from_a_camera_is_restored_upright(tmp_path, tiny_weights):
     from PIL import Image
     # Stored 96 wide x 64 tall with orientation 6: viewers show it 64 wide x 96 tall.
     exif = Image.Exif()
@@ -195,8 +183,8 @@ def test_rotated_jpeg_from_a_camera_is_restored_upright(tmp_path, weights):
     folder.mkdir()
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(
         folder / 'photo.jpg', exif=exif.tobytes())
-    assert run('--task', 'Deraining', '--input_dir', folder, '--result_dir', tmp_path / 'out',
-               '--weights', weights) == EXIT_OK
+    assert run_demo('--task', 'Deraining', '--input_dir', folder, '--result_dir', tmp_path / 'out',
+                    '--weights', tiny_weights) == EXIT_OK
     assert cv2.imread(str(tmp_path / 'out' / 'photo.png')).shape == (96, 64, 3)
 
 

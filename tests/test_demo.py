@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-import demo
 from MPRNet import MPRNet
 from utils.files.checkpoint import OFFICIAL_WEIGHTS_URL
 from utils.inference.restorer import Restorer
 from utils.files.weights import WeightsNotFoundError, resolve_weights
+from helpers import rgb8, run_demo, save_weights, write_test_image
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -19,19 +19,7 @@ pytestmark = pytest.mark.usefixtures('one_torch_thread')
 @pytest.fixture
 def weights(tmp_path, tiny_model):
     """The tiny model saved as DataParallel keys plus its configuration (what build_model reads)."""
-    path = tmp_path / 'tiny.pth'
-    state = {'module.' + k: v for k, v in tiny_model.state_dict().items()}
-    torch.save({'state_dict': state, 'model_config': tiny_model.config}, path)
-    return str(path)
-
-
-def rgb8(h, w, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
-
-
-def write(path, array):
-    assert cv2.imwrite(str(path), array), path
-    return path
+    return save_weights(tmp_path / 'tiny.pth', tiny_model, prefix='module.')
 
 
 @pytest.fixture
@@ -39,23 +27,19 @@ def inputs(tmp_path):
     """One image of each awkward kind, written with OpenCV directly."""
     folder = tmp_path / 'in'
     folder.mkdir()
-    write(folder / 'odd.png', rgb8(33, 47))
-    write(folder / 'gray.jpg', rgb8(24, 20)[:, :, 0])
-    write(folder / 'alpha.png', np.dstack([rgb8(16, 24), np.full((16, 24), 128, np.uint8)]))
-    write(folder / 'deep.png', (rgb8(24, 24).astype(np.uint16) * 257))
-    write(folder / 'pic.bmp', rgb8(8, 16))
+    write_test_image(folder / 'odd.png', rgb8(33, 47))
+    write_test_image(folder / 'gray.jpg', rgb8(24, 20)[:, :, 0])
+    write_test_image(folder / 'alpha.png', np.dstack([rgb8(16, 24), np.full((16, 24), 128, np.uint8)]))
+    write_test_image(folder / 'deep.png', (rgb8(24, 24).astype(np.uint16) * 257))
+    write_test_image(folder / 'pic.bmp', rgb8(8, 16))
     Image.fromarray(rgb8(12, 20)).convert('P').save(folder / 'palette.png')
     (folder / 'notes.txt').write_text('not an image')
     return folder
 
 
-def run(*argv):
-    return demo.main([str(a) for a in argv])
-
-
 def test_restores_every_kind_of_image(inputs, tmp_path, weights, capsys):
     out = tmp_path / 'out'
-    assert run('--task', 'deblurring', '--input_dir', inputs, '--result_dir', out, '--weights', weights) == 0
+    assert run_demo('--task', 'deblurring', '--input_dir', inputs, '--result_dir', out, '--weights', weights) == 0
     expected = {'odd': (33, 47, np.uint8), 'gray': (24, 20, np.uint8), 'alpha': (16, 24, np.uint8),
                 'deep': (24, 24, np.uint16), 'pic': (8, 16, np.uint8), 'palette': (12, 20, np.uint8)}
     assert sorted(os.listdir(out)) == sorted(f'{name}.png' for name in expected)
@@ -68,9 +52,9 @@ def test_restores_every_kind_of_image(inputs, tmp_path, weights, capsys):
 
 
 def test_result_is_the_restorers_output(tmp_path, weights, tiny_model):
-    src = write(tmp_path / 'one.png', rgb8(33, 47, seed=3))
-    assert run('--task', 'Deblurring', '--input_dir', src, '--result_dir', tmp_path / 'out', '--weights', weights,
-               '--tile', 24, '--tile_overlap', 8, '--exact') == 0
+    src = write_test_image(tmp_path / 'one.png', rgb8(33, 47, seed=3))
+    assert run_demo('--task', 'Deblurring', '--input_dir', src, '--result_dir', tmp_path / 'out', '--weights', weights,
+                    '--tile', 24, '--tile_overlap', 8, '--exact') == 0
     result = cv2.cvtColor(cv2.imread(str(tmp_path / 'out' / 'one.png')), cv2.COLOR_BGR2RGB)
     x = torch.from_numpy(cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None] / 255.0
     expected = Restorer(tiny_model, tile=24, tile_overlap=8)(x.float())[0].permute(1, 2, 0).numpy()
@@ -80,7 +64,7 @@ def test_result_is_the_restorers_output(tmp_path, weights, tiny_model):
 def test_a_broken_file_is_named_and_the_others_written(inputs, tmp_path, weights, capsys):
     (inputs / 'broken.png').write_bytes(b'\x89PNG this is not really a png')
     out = tmp_path / 'out'
-    assert run('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', out, '--weights', weights) == 1
+    assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', out, '--weights', weights) == 1
     assert len(os.listdir(out)) == 6 and not (out / 'broken.png').exists()
     captured = capsys.readouterr()
     assert 'broken.png' in captured.err and '6 of 7 images restored' in captured.out
@@ -88,8 +72,8 @@ def test_a_broken_file_is_named_and_the_others_written(inputs, tmp_path, weights
 
 def test_missing_weights_name_the_file_and_the_source(inputs, tmp_path, capsys):
     missing = tmp_path / 'nowhere' / 'model_deblurring.pth'
-    assert run('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
-               '--weights', missing) == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
+                    '--weights', missing) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and OFFICIAL_WEIGHTS_URL in err
     assert not (tmp_path / 'out').exists()
@@ -137,52 +121,53 @@ def test_an_installed_copy_without_the_weights_folder_says_so(tmp_path):
 def test_wrong_task_weights_get_the_preset_message(inputs, tmp_path, capsys):
     path = tmp_path / 'model_deraining.pth'
     torch.save({'state_dict': MPRNet.for_task('Deraining').state_dict()}, path)
-    assert run('--task', 'Denoising', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
-               '--weights', path) == 2
+    assert run_demo('--task', 'Denoising', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
+                    '--weights', path) == 2
     assert 'looks like the Deraining model' in capsys.readouterr().err
 
 
 def test_empty_folder_is_an_error(tmp_path, weights, capsys):
     (tmp_path / 'empty').mkdir()
-    assert run('--task', 'Denoising', '--input_dir', tmp_path / 'empty', '--result_dir', tmp_path / 'out',
-               '--weights', weights) == 2
+    assert run_demo('--task', 'Denoising', '--input_dir', tmp_path / 'empty', '--result_dir', tmp_path / 'out',
+                    '--weights', weights) == 2
     assert 'no images found in' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_nothing_is_overwritten_silently(inputs, tmp_path, weights, capsys):
-    assert run('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', inputs, '--weights', weights) == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', inputs, '--weights', weights) == 2
     assert 'input folder' in capsys.readouterr().err
     out = tmp_path / 'out'
     out.mkdir()
-    write(out / 'odd.png', np.zeros((5, 5, 3), np.uint8))
-    assert run('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', out, '--weights', weights) == 2
+    write_test_image(out / 'odd.png', np.zeros((5, 5, 3), np.uint8))
+    assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', out, '--weights', weights) == 2
     err = capsys.readouterr().err
     assert 'odd.png' in err and '--overwrite' in err
     assert cv2.imread(str(out / 'odd.png')).shape == (5, 5, 3)  # untouched
-    assert run('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', out, '--weights', weights,
-               '--overwrite') == 0
+    assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', out, '--weights', weights,
+                    '--overwrite') == 0
     assert cv2.imread(str(out / 'odd.png')).shape == (33, 47, 3)
 
 
 def test_two_inputs_with_one_result_name_are_refused(tmp_path, weights, capsys):
     folder = tmp_path / 'in'
     folder.mkdir()
-    write(folder / 'same.png', rgb8(8, 8))
-    write(folder / 'same.jpg', rgb8(8, 8))
-    assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'out',
-               '--weights', weights) == 2
+    write_test_image(folder / 'same.png', rgb8(8, 8))
+    write_test_image(folder / 'same.jpg', rgb8(8, 8))
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'out',
+                    '--weights', weights) == 2
     err = capsys.readouterr().err
     assert 'same.png' in err and 'same.jpg' in err
 
 
 def test_bad_tile_option_is_refused_before_loading(inputs, tmp_path, capsys):
-    assert run('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
-               '--tile', 100) == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
+                    '--tile', 100) == 2
     assert '--tile 100' in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message shown when no GPU is present')
 def test_cuda_without_a_gpu_is_a_clear_error(inputs, tmp_path, weights, capsys):
-    assert run('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
-               '--weights', weights, '--device', 'cuda') == 2
+    assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
+                    '--weights', weights, '--device', 'cuda') == 2
     assert '--device cpu' in capsys.readouterr().err

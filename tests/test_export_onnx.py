@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from MPRNet import MPRNet
+from helpers import TINY, save_weights
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
 import export_onnx  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
-TINY = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=1)
 
 
 def need(module):
@@ -22,10 +22,7 @@ def need(module):
 
 @pytest.fixture
 def weights(tmp_path):
-    model = MPRNet(**TINY).eval()
-    path = tmp_path / 'tiny.pth'
-    torch.save({'state_dict': model.state_dict(), 'model_config': dict(model.config)}, path)
-    return str(path)
+    return save_weights(tmp_path / 'tiny.pth', MPRNet(**dict(TINY, num_cab=1)).eval())
 
 
 def export(tmp_path, weights, *extra):

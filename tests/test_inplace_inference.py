@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from MPRNet import CAB, MPRNet
+from helpers import TINY
 from utils.layers import SharedPReLU
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -41,7 +42,7 @@ def natural_input(n, h, w):
 
 
 MODELS = {
-    'tiny': (dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=2), (2, 24, 32)),
+    'tiny': (TINY, (2, 24, 32)),
     'Deraining': (MPRNet.for_task('Deraining').config, (1, 64, 64)),
 }
 

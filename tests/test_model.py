@@ -162,15 +162,15 @@ def test_unreadable_and_missing_files(tmp_path, tiny_config):
 
 
 @pytest.mark.parametrize('h,w', [(8, 8), (32, 48), (64, 24)])
-def test_output_shapes(tiny_model, h, w):
+def test_output_shapes(tiny_model, device, h, w):
     with torch.no_grad():
-        outs = tiny_model(torch.rand(2, 3, h, w))
+        outs = tiny_model.to(device)(torch.rand(2, 3, h, w, device=device))
     assert len(outs) == 3 and all(o.shape == (2, 3, h, w) for o in outs)
 
 
-def test_sizes_not_divisible_by_8_are_refused(tiny_model):
+def test_sizes_not_divisible_by_8_are_refused(tiny_model, device):
     with pytest.raises(ValueError, match='divisible by 8'):
-        tiny_model(torch.rand(1, 3, 30, 32))
+        tiny_model.to(device)(torch.rand(1, 3, 30, 32, device=device))
 
 
 @pytest.mark.parametrize('h,w', [(1, 1), (7, 13), (333, 517), (2, 9)])
@@ -192,16 +192,17 @@ def test_pad_helper_reflects():
     assert pad_to_multiple(rows)[0][0, 0, :, 0].tolist() == [0, 1, 2, 1, 0, 1, 2, 1]
 
 
-def test_padded_model_returns_input_size(tiny_model):
-    x = torch.rand(1, 3, 21, 35)
+def test_padded_model_returns_input_size(tiny_model, device):
+    x = torch.rand(1, 3, 21, 35, device=device)
     padded, size = pad_to_multiple(x)
     with torch.no_grad():
-        out = crop_to(tiny_model(padded)[0], size)
+        out = crop_to(tiny_model.to(device)(padded)[0], size)
     assert out.shape == x.shape
 
 
-def test_batch_independence(tiny_model):
-    x = torch.rand(2, 3, 32, 40)
+def test_batch_independence(tiny_model, device):
+    x = torch.rand(2, 3, 32, 40, device=device)
+    tiny_model.to(device)
     with torch.no_grad():
         both = tiny_model(x)
         alone = [tiny_model(x[i:i + 1]) for i in range(2)]
@@ -210,9 +211,9 @@ def test_batch_independence(tiny_model):
             torch.testing.assert_close(both[stage][i], alone[i][stage][0], rtol=0, atol=1e-5)
 
 
-def test_full_preset_forward_on_64x64():
-    model = MPRNet.for_task('Deraining').eval()
-    x = torch.rand(1, 3, 64, 64)
+def test_full_preset_forward_on_64x64(device):
+    model = MPRNet.for_task('Deraining').eval().to(device)
+    x = torch.rand(1, 3, 64, 64, device=device)
     with torch.no_grad():
         outs = model(x)
     assert [o.shape for o in outs] == [x.shape] * 3 and all(torch.isfinite(o).all() for o in outs)

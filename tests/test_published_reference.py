@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.published_reference import PublishedOrderMPRNet
 from MPRNet import Decoder, DownSample, MPRNet, UpSample
+from helpers import TINY
 from utils.layers import SharedPReLU
 from utils.inference.restorer import Restorer
 
@@ -35,7 +36,7 @@ class OpCounter(TorchDispatchMode):
 
 
 @pytest.mark.parametrize('config,shape', [
-    (dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=2), (2, 3, 24, 40)),
+    (TINY, (2, 3, 24, 40)),
     (MPRNet.for_task('Deraining').config, (1, 3, 64, 64)),
 ], ids=['tiny', 'Deraining'])
 def test_same_outputs_bit_for_bit_as_the_exact_path(config, shape):

@@ -108,20 +108,20 @@ def test_overlap_is_a_linear_cross_fade():
 
 @pytest.mark.parametrize('size', [(33, 47), (64, 40)])
 @pytest.mark.parametrize('tile,overlap', [(8, 0), (16, 8), (24, 16), (32, 0), (32, 24)])
-def test_tiled_equals_whole_for_a_per_pixel_model(size, tile, overlap):
+def test_tiled_equals_whole_for_a_per_pixel_model(size, tile, overlap, device):
     model = PerPixel()
     x = torch.rand(2, 3, *size)
-    whole = Restorer(model)(x)
+    whole = Restorer(model, device)(x)
     model.largest = (0, 0)
-    tiled = Restorer(model, tile=tile, tile_overlap=overlap)(x)
+    tiled = Restorer(model, device, tile=tile, tile_overlap=overlap)(x)
     assert tiled.shape == x.shape
     assert (tiled - whole).abs().max().item() < 1e-6
     with torch.no_grad():
-        assert torch.allclose(tiled, model.body(x), atol=1e-6)
+        assert torch.allclose(tiled, model.body(x.to(device)), atol=1e-6)
     assert model.largest[0] <= tile and model.largest[1] <= tile  # memory follows the tile, not the image
 
 
-def test_mprnet_tiled_close_to_whole(tiny_model):
+def test_mprnet_tiled_close_to_whole(tiny_model, device):
     """Tiled MPRNet is not exactly the whole-image MPRNet, for two reasons:
     - stage 1 splits its input into quadrants and stage 2 into halves: a tile is split at
       its own midlines instead of the image's, and the U-Net features of each quadrant
@@ -133,9 +133,9 @@ def test_mprnet_tiled_close_to_whole(tiny_model):
     Measured with the seeded tiny random-weights model, 96x96, tiles of 64, default overlap:
     tiled vs whole max 0.32, mean 0.021; framing by 8 px: max 0.34, mean 0.010."""
     x = smooth_image(96)
-    restorer = Restorer(tiny_model)
+    restorer = Restorer(tiny_model, device)
     whole = restorer(x)
-    tiled = Restorer(tiny_model, tile=64)(x)  # default tile_overlap: 32
+    tiled = Restorer(tiny_model, device, tile=64)(x)  # default tile_overlap: 32
     reframed = restorer(F.pad(x, (8, 8, 8, 8), mode='reflect'))[..., 8:-8, 8:-8]
     diff, framing = (tiled - whole).abs(), (reframed - whole).abs()
     print(f'tiled vs whole: max {diff.max():.4f} mean {diff.mean():.4f}; '

@@ -23,11 +23,12 @@ from utils.training.loop import fit, is_validation_epoch, validation_steps
 from utils.training.trainer import NonFiniteLossError, Trainer, model_kwargs_from_config
 from utils.training.seeding import capture_rng_state, restore_rng_state, seed_everything
 from utils.files.image_io import image_to_tensor, list_images, read_image, write_image
+from helpers import TINY, tiny_keys
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_KEYS = ['MODEL.N_FEAT', 8, 'MODEL.SCALE_UNETFEATS', 4, 'MODEL.SCALE_ORSNETFEATS', 4, 'MODEL.NUM_CAB', 2]
+TINY_KEYS = tiny_keys()
 CHECKPOINT_KEYS = {'epoch', 'state_dict', 'optimizer', 'scheduler', 'scaler', 'rng', 'best_psnr', 'best_epoch',
                    'config', 'model_config'}
 
@@ -147,6 +148,7 @@ def test_augmentations_reproducible_for_any_worker_count(data_root, tmp_path):
 
 # ----------------------------------------------------------------------------- training runs
 
+@pytest.mark.slow
 def test_two_epochs_lower_the_loss_and_write_loadable_checkpoints(data_root, tmp_path, tiny_config):
     cfg = make_cfg(data_root, tmp_path, 'OPTIM.LR_INITIAL', 1e-3)
     result = fit(cfg, device='cpu')
@@ -196,6 +198,7 @@ def test_two_epochs_lower_the_loss_and_write_loadable_checkpoints(data_root, tmp
     assert [e.value for e in events.Scalars('epoch/lr')] == pytest.approx([1e-3, 1e-3])
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_an_uninterrupted_run(data_root, tmp_path, monkeypatch):
     # Denoising recipe: clamped Charbonnier, weight decay, MixUp from epoch 3; deterministic kernels.
     extra = ['OPTIM.NUM_EPOCHS', 4, 'OPTIM.WARMUP_EPOCHS', 3, 'OPTIM.LOSS', 'charbonnier_clamped',
@@ -282,7 +285,7 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(d
     assert sorted(os.listdir(folder)) == ['model_latest.pth']
     ckpt = torch.load(os.path.join(folder, 'model_latest.pth'), weights_only=True)
     assert ckpt['epoch'] == 1
-    load_weights(MPRNet(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=2), ckpt)
+    load_weights(MPRNet(**TINY), ckpt)
 
 
 def test_kill_during_a_save_keeps_the_previous_latest(data_root, tmp_path, monkeypatch):
@@ -304,6 +307,7 @@ def test_kill_during_a_save_keeps_the_previous_latest(data_root, tmp_path, monke
     assert torch.load(os.path.join(folder, 'model_latest.pth'), weights_only=True)['epoch'] == 1
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_train_like_one_process_and_rank0_saves(data_root, tmp_path):
     # 8 pairs, global batch 8: one step per epoch, so 2 processes x 4 samples see the same
     # samples (and augmentations) as 1 process x 8, and the averaged gradients agree.
@@ -364,6 +368,7 @@ def load_train_script(task):
     return module
 
 
+@pytest.mark.slow
 def test_train_py_end_to_end(data_root, tmp_path, capsys):
     # Denoising with MixUp from epoch 1, one loader worker, whole-image validation (VAL_PS None).
     argv = ['--device', 'cpu', *overrides(data_root, tmp_path, 'OPTIM.NUM_EPOCHS', 1, 'TRAINING.MIXUP_FROM_EPOCH', 1,

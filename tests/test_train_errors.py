@@ -9,10 +9,11 @@ import os
 import numpy as np
 import pytest
 
+from helpers import tiny_keys
 from utils.files.image_io import write_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['MODEL.N_FEAT', '8', 'MODEL.SCALE_UNETFEATS', '4', 'MODEL.SCALE_ORSNETFEATS', '4', 'MODEL.NUM_CAB', '1']
+TINY_KEYS = tiny_keys(num_cab=1)
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -39,7 +40,7 @@ def root(tmp_path):
 
 
 def argv(root, *extra):
-    return ['--device', 'cpu', 'MODEL.MODE', 'Deraining', *TINY, 'OPTIM.BATCH_SIZE', '2', 'OPTIM.NUM_EPOCHS', '1',
+    return ['--device', 'cpu', 'MODEL.MODE', 'Deraining', *TINY_KEYS, 'OPTIM.BATCH_SIZE', '2', 'OPTIM.NUM_EPOCHS', '1',
             'TRAINING.TRAIN_PS', '16', 'TRAINING.VAL_PS', '16', 'TRAINING.NUM_WORKERS', '0',
             'TRAINING.TRAIN_DIR', str(root / 'train'), 'TRAINING.VAL_DIR', str(root / 'val'),
             'TRAINING.SAVE_DIR', str(root / 'runs'), *[str(e) for e in extra]]
@@ -183,6 +184,7 @@ def test_a_lock_from_another_host_is_not_guessed_stale(root, capsys):
     assert lock.read_text() == '4242 some-other-node\n' and no_checkpoint(root)
 
 
+@pytest.mark.slow
 def test_sigterm_releases_the_lock_and_exits_143(root):
     import signal
     import subprocess
@@ -204,6 +206,7 @@ def test_sigterm_releases_the_lock_and_exits_143(root):
     assert not lock.exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_with_exit_3_and_names_the_last_good_checkpoint(root, capsys, monkeypatch):
     import errno
     import torch
@@ -226,6 +229,7 @@ def test_a_full_disk_stops_with_exit_3_and_names_the_last_good_checkpoint(root, 
     assert torch.load(latest, weights_only=True)['epoch'] == 1
 
 
+@pytest.mark.slow
 def test_resuming_a_checkpoint_of_another_task_is_refused(root, capsys):
     import torch
     load_train_script().main(argv(root))
