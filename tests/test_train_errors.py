@@ -196,7 +196,8 @@ def test_sigterm_releases_the_lock_and_exits_143(root):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = session_dir(root) / '.lock'
     deadline = time.monotonic() + 120
-    while not lock.exists() and run.poll() is None and time.monotonic() < deadline:
+    # The lock is created, then its owner written: wait for both (an empty lock is a run starting).
+    while not (lock.exists() and lock.read_text()) and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert lock.read_text().split()[0] == str(run.pid)
     run.send_signal(signal.SIGTERM)
