@@ -12,12 +12,15 @@ import numpy as np
 
 from utils.files.image_io import DEFAULT_MAX_MEGAPIXELS, read_image, shrink_to_fit, to_uint8, write_image
 
-__all__ = ['drawable', 'labelled_panel', 'comparison_picture', 'write_comparison', 'stack_pictures']
+__all__ = ['drawable', 'text_width', 'shorten', 'labelled_panel', 'comparison_picture', 'write_comparison',
+           'stack_pictures']
 
 PANEL_SIDE = 480        # longest side of each picture in a comparison, in pixels
 LABEL_HEIGHT = 28
 BACKGROUND = 30         # dark grey around and between the panels (8-bit: OpenCV draws text on uint8 only)
 GAP = 8
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+TITLE_SCALE, LABEL_SCALE = 0.65, 0.55
 
 
 def drawable(text: str) -> str:
@@ -27,8 +30,25 @@ def drawable(text: str) -> str:
     return ''.join(c if ' ' <= c <= '~' else '?' for c in text)
 
 
-def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = 0.55) -> None:
-    cv2.putText(canvas, drawable(text), (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float = LABEL_SCALE) -> None:
+    cv2.putText(canvas, drawable(text), (x, y), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def text_width(text: str, scale: float) -> int:
+    """Pixels `text` takes when drawn at `scale` (as drawn: non-ASCII characters become '?')."""
+    return cv2.getTextSize(drawable(text), FONT, scale, 1)[0][0]
+
+
+def shorten(text: str, width: int, scale: float) -> str:
+    """`text` if it fits in `width` pixels at `scale`, else its start and its end around '...',
+    as much of both as fits: a heading keeps its task and kind, and the file name it ends with."""
+    if text_width(text, scale) <= width:
+        return text
+    for keep in range(len(text) - 1, 0, -1):
+        short = text[:(keep + 1) // 2] + '...' + text[len(text) - keep // 2:]
+        if text_width(short, scale) <= width:
+            return short
+    return '...'
 
 
 def labelled_panel(img: np.ndarray, label: str, side: int = PANEL_SIDE) -> np.ndarray:
@@ -54,13 +74,13 @@ def _row(panels: Sequence[np.ndarray]) -> np.ndarray:
 
 def stack_pictures(pictures: Sequence[np.ndarray], title: Optional[str] = None) -> np.ndarray:
     """Pictures (uint8, or float in [0, 1]) one above the other on a dark background, with an
-    optional title band on top; returned as uint8."""
+    optional title band on top (shortened in the middle to the picture's width); returned as uint8."""
     pictures = [p if p.dtype == np.uint8 else to_uint8(p) for p in pictures]
     width = max(p.shape[1] for p in pictures) + 2 * GAP
     parts = []
     if title:
         band = np.full((LABEL_HEIGHT + 8, width, 3), BACKGROUND, dtype=np.uint8)
-        _text(band, title, GAP, LABEL_HEIGHT - 4, 0.65)
+        _text(band, shorten(title, width - 2 * GAP, TITLE_SCALE), GAP, LABEL_HEIGHT - 4, TITLE_SCALE)
         parts.append(band)
     for p in pictures:
         padded = np.full((p.shape[0] + GAP, width, 3), BACKGROUND, dtype=np.uint8)
