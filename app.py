@@ -31,7 +31,7 @@ from utils.files.image_io import IMAGE_EXTENSIONS
 from utils.files.weights import REPO_ROOT, WEIGHT_CHOICES
 from utils.inference.cli import (UsageError, add_model_arguments, add_pixel_limit_argument, add_tiling_arguments,
                                  check_inference_arguments)
-from utils.inference.uploads import DEFAULT_MAX_MEGAPIXELS, SAMPLES_DIR, AppError, Models, restore, sample_examples
+from utils.inference.uploads import PAGE_MAX_MEGAPIXELS, SAMPLES_DIR, AppError, Models, restore, sample_examples
 
 DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 200
@@ -58,7 +58,7 @@ def one_line(err: BaseException) -> str:
     return f'{type(err).__name__}: {text[0]}' if text else type(err).__name__
 
 
-def build_page(models: Models, out_dir: str, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS):
+def build_page(models: Models, out_dir: str, max_megapixels: float = PAGE_MAX_MEGAPIXELS):
     """The Gradio Blocks page (not launched)."""
     gr = import_gradio()
 
@@ -133,7 +133,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add_tiling_arguments(parser)
     parser.add_argument('--weights_root', default=REPO_ROOT,
                         help='folder that holds pretrained_models/ (default: this repository)')
-    add_pixel_limit_argument(parser, DEFAULT_MAX_MEGAPIXELS)
+    add_pixel_limit_argument(parser, PAGE_MAX_MEGAPIXELS)
     parser.add_argument('--max_upload_mb', type=int, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f'largest upload in MB (default {DEFAULT_MAX_UPLOAD_MB})')
     parser.add_argument('--max_queue', type=int, default=DEFAULT_MAX_QUEUE,

@@ -9,7 +9,6 @@ from typing import Optional
 
 import torch
 
-from MPRNet import canonical_task
 from utils.device import cpu_flags
 from utils.files.atomic import write_atomically
 
@@ -28,14 +27,6 @@ def timed_ms(fn, device: torch.device) -> float:
     t0 = time.perf_counter()
     fn()
     return (time.perf_counter() - t0) * 1e3
-
-
-def parse_task(text: str) -> str:
-    """'deblurring' -> 'Deblurring', with argparse's kind of error for unknown names."""
-    try:
-        return canonical_task(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def fmt(value: Optional[float], spec: str) -> str:

@@ -29,7 +29,8 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from MPRNet import MPRNet  # noqa: E402
-from benchmarks.common import cpu_name, cpu_precision_description, parse_task, timed_ms  # noqa: E402
+from benchmarks.common import cpu_name, cpu_precision_description, timed_ms  # noqa: E402
+from utils.inference.cli import size_type, task_type  # noqa: E402
 from benchmarks.published_reference import PublishedOrderMPRNet  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
 from utils.inference.restorer import Restorer  # noqa: E402
@@ -82,20 +83,17 @@ def report(task: str, size: str, threads: int, result: Dict) -> str:
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--task', type=parse_task, default='Deblurring', help='preset to measure (default: %(default)s)')
-    parser.add_argument('--size', default='256x256', help='HxW of the input image (default: %(default)s)')
+    parser.add_argument('--task', type=task_type, default='Deblurring', help='preset to measure (default: %(default)s)')
+    parser.add_argument('--size', type=size_type, default='256x256', help='HxW of the input image (default: %(default)s)')
     parser.add_argument('--threads', type=int, default=2, help='torch threads (default: %(default)s)')
     parser.add_argument('--repeats', type=int, default=3, help='timed calls per path after one warm-up (default: %(default)s)')
     args = parser.parse_args(argv)
-    try:
-        height, width = (int(v) for v in args.size.lower().split('x'))
-    except ValueError:
-        parser.error(f'--size must look like 256x256, got {args.size!r}')
+    height, width = args.size
     if args.threads < 1 or args.repeats < 1:
         parser.error('--threads and --repeats must be at least 1')
     keep_freed_memory()
     torch.set_num_threads(args.threads)
-    text = report(args.task, args.size, args.threads, measure(args.task, height, width, args.repeats))
+    text = report(args.task, f'{height}x{width}', args.threads, measure(args.task, height, width, args.repeats))
     print(text)
     return text
 

@@ -49,8 +49,9 @@ from utils.files.checkpoint import build_model  # noqa: E402
 from utils.inference.restorer import Restorer, choose_precision  # noqa: E402
 from utils.device import cpu_has_native_bf16, resolve_device  # noqa: E402
 from utils.padding import pad_to_multiple  # noqa: E402
-from benchmarks.common import (GIB, cpu_precision_description, device_description, fmt, parse_task,  # noqa: E402
+from benchmarks.common import (GIB, cpu_precision_description, device_description, fmt,  # noqa: E402
                                print_report, require_positive, timed_ms)
+from utils.inference.cli import size_type, task_type  # noqa: E402
 from benchmarks.published_reference import PublishedOrderMPRNet  # noqa: E402
 
 
@@ -137,15 +138,6 @@ class Measured:
 
 # ---------------------------------------------------------------- inputs and models
 
-def parse_size(text: str) -> Tuple[int, int]:
-    """'1280x720' -> (1280, 720) = (width, height)."""
-    try:
-        w, h = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size {text!r} must look like WIDTHxHEIGHT, e.g. 1280x720') from None
-    if w < 8 or h < 8:
-        raise argparse.ArgumentTypeError(f'size {text!r} is too small: at least 8x8')
-    return w, h
 
 
 def natural_input(size: Tuple[int, int], batch: int) -> torch.Tensor:
@@ -284,11 +276,11 @@ def exact_reference(model: MPRNet, x: torch.Tensor, device: torch.device) -> tor
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-def resolve_precision(variant: Variant, task: str, device: torch.device) -> Tuple[str, bool]:
+def resolve_precision(variant: Variant, device: torch.device) -> Tuple[str, bool]:
     """(autocast precision, fast) a variant runs; 'auto' asks the demo's own choice (choose_precision)."""
     if variant.precision != 'auto':
         return variant.precision, variant.fast
-    precision, fast, _ = choose_precision('auto', variant.fast, task, device)
+    precision, fast, _ = choose_precision('auto', variant.fast, device)
     return precision, fast
 
 
@@ -304,7 +296,7 @@ def measure(variant: Variant, task: str, model: MPRNet, x: torch.Tensor, device:
     try:
         # Memory is watched over the warm-up calls only, so the sampling never touches the timings.
         with PeakMemory(device) as memory:
-            precision, fast = resolve_precision(variant, task, device)
+            precision, fast = resolve_precision(variant, device)
             restorer = Restorer(model, device, precision=precision, fast=fast)
             result.out = restorer(x).cpu()  # the first warm-up call, kept for faithfulness
             on_call()
@@ -471,7 +463,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--device', default='auto', help="'auto' (CUDA if available), 'cuda', 'cuda:1' or 'cpu'")
-    p.add_argument('--tasks', nargs='+', default=list(PRESETS), type=parse_task,
+    p.add_argument('--tasks', nargs='+', default=list(PRESETS), type=task_type,
                    help='tasks to time: Deblurring Deraining Denoising')
     p.add_argument('--presets', action=argparse.BooleanOptionalAction, default=True,
                    help="time each task's published preset")
@@ -479,7 +471,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also time each task's compact model: 'bundled' loads "
                         'pretrained_models/synthetic/model_<task>_synthetic.pth where it exists, '
                         f"'random' builds the compact configuration {COMPACT} with seeded random weights")
-    p.add_argument('--sizes', nargs='+', type=parse_size, default=None,
+    p.add_argument('--sizes', nargs='+', type=size_type, default=None,
                    help='image sizes WIDTHxHEIGHT; every model runs at every size. Default: on CPU 256x256 '
                         'and 480x320; on CUDA Deblurring 1280x720, Deraining 480x320, Denoising 256x256')
     p.add_argument('--variants', nargs='+', choices=list(VARIANT_BY_NAME), default=None,
@@ -587,7 +579,7 @@ def _row(name: str, task: str, size, variant: Variant, m: Measured, exact: torch
          device: torch.device) -> Row:
     row = Row(name, size, variant, error=m.error)
     if variant.precision == 'auto':
-        precision, fast = resolve_precision(variant, task, device)
+        precision, fast = resolve_precision(variant, device)
         row.resolved = precision + (' + fast' if fast else '')
     if m.error:
         return row

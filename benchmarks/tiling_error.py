@@ -20,12 +20,13 @@ sys.path.insert(0, ROOT)
 
 from benchmarks.tiling_measure import LiveTensorPeak, smooth_image  # noqa: E402  (shared with tests/test_tiling.py)
 from MPRNet import MPRNet  # noqa: E402
+from utils.inference.cli import task_type  # noqa: E402
 from utils.inference.restorer import Restorer  # noqa: E402
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--task', default='Deblurring', help='preset (default: %(default)s)')
+    p.add_argument('--task', type=task_type, default='Deblurring', help='preset (default: %(default)s)')
     p.add_argument('--size', type=int, default=256, help='side of the square test image (default: %(default)s)')
     p.add_argument('--tile', type=int, default=128, help='tile size, a multiple of 8 (default: %(default)s)')
     p.add_argument('--tile_overlap', type=int, default=32, help='tile overlap in pixels (default: %(default)s)')

@@ -33,8 +33,9 @@ from utils.training.config import load_config  # noqa: E402
 from utils.training.trainer import Trainer  # noqa: E402
 from utils.inference.restorer import OutOfMemoryError  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
-from benchmarks.common import (GIB, device_description, fmt, parse_task, print_report,  # noqa: E402
-                               require_positive, timed_ms)
+from benchmarks.common import GIB, device_description, fmt, print_report, require_positive, timed_ms  # noqa: E402
+from utils.inference.cli import task_type  # noqa: E402
+from utils.padding import MULTIPLE  # noqa: E402
 
 
 
@@ -171,7 +172,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--device', default='auto', help="'auto' (CUDA if available), 'cuda', 'cuda:1' or 'cpu'")
-    p.add_argument('--tasks', nargs='+', type=parse_task, default=list(PRESETS),
+    p.add_argument('--tasks', nargs='+', type=task_type, default=list(PRESETS),
                    help='presets to time: Deblurring Deraining Denoising')
     p.add_argument('--batch', type=int, default=16, help='training batch (the published 16)')
     p.add_argument('--patch', type=int, default=None,
@@ -188,8 +189,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--out', default=None, help='also write the markdown report to this file')
     args = p.parse_args(argv)
     require_positive(p, args, ('batch', 'patch', 'warmup', 'steps', 'repeats', 'threads'))
-    if args.patch is not None and args.patch % 8:
-        p.error(f'--patch must be a multiple of 8 (MPRNet halves the image three times), got {args.patch}')
+    if args.patch is not None and args.patch % MULTIPLE:
+        p.error(f'--patch must be a multiple of {MULTIPLE} (MPRNet halves the image three times), got {args.patch}')
     return args
 
 

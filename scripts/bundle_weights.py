@@ -12,15 +12,14 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from MPRNet import PRESETS  # noqa: E402
 from utils.files.checkpoint import build_model  # noqa: E402
-from utils.inference.cli import run_main, task_type  # noqa: E402
+from utils.inference.cli import TASK_METAVAR, run_main, task_type  # noqa: E402
 from utils.files.weights import bundle_checkpoint, bundled_path  # noqa: E402
 
 
 def bundle(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--task', required=True, type=task_type, metavar='|'.join(PRESETS),
+    parser.add_argument('--task', required=True, type=task_type, metavar=TASK_METAVAR,
                         help='the task the checkpoint was trained for')
     parser.add_argument('--checkpoint', required=True, help="a training checkpoint of this project's train.py")
     parser.add_argument('--out', default=None,

@@ -63,7 +63,6 @@ from utils.files.image_io import list_images, read_image, shrink_to_fit, to_uint
 from utils.inference.restorer import Restorer, choose_precision  # noqa: E402
 from utils.files.weights import resolve_weights  # noqa: E402
 
-KIND = {'Deblurring': 'deblur', 'Deraining': 'derain', 'Denoising': 'denoise'}
 NOISE_SIGMA = 25.0
 NLM_H = (6, 9, 12, 15, 18, 21)
 RL_ITERATIONS = (1, 2, 5, 10, 20, 40)
@@ -170,7 +169,7 @@ def evaluate_task(task: str, photos: List[Tuple[str, np.ndarray]], weights: str,
     device = torch.device('cpu')
     model = build_model(task, weights)
     exact = Restorer(model, device)
-    precision, fast, mode = choose_precision('auto', False, task, device)
+    precision, fast, mode = choose_precision('auto', False, device)
     default = Restorer(build_model(task, weights), device, precision=precision, fast=fast)
     rows: Dict[str, Scores] = {'degraded input': []}
     grids = baselines(task, have_bm3d)

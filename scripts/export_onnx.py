@@ -40,17 +40,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from MPRNet import PRESETS, canonical_task  # noqa: E402
 from utils.files.atomic import atomic_output  # noqa: E402
 from utils.files.checkpoint import build_model  # noqa: E402
+from utils.inference.cli import TASK_METAVAR, size_type, task_type  # noqa: E402
 from utils.inference.restorer import Restorer  # noqa: E402
+from utils.padding import MULTIPLE  # noqa: E402
 from utils.files.weights import WeightsNotFoundError, resolve_weights  # noqa: E402
 
 DEFAULT_OPSET = 18
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_CHECK_SIZES = ('128x128', '100x156')
 EXPORT_SIZE = (64, 64)
-MULTIPLE = 8
 INSTALL_HINT = "pip install -e '.[onnx]'"
 
 
@@ -79,31 +79,12 @@ class PaddedMPRNet(torch.nn.Module):
         return tuple(outs) if self.all_stages else outs[0]
 
 
-def task_name(name: str) -> str:
-    """argparse type: any capitalisation of a task -> its canonical name."""
-    try:
-        return canonical_task(name)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-
-
-def size_arg(text: str) -> Tuple[int, int]:
-    """argparse type: 'HxW' -> (H, W), both at least 8."""
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 128x96 (height x width), got {text!r}') from None
-    if min(height, width) < MULTIPLE:
-        raise argparse.ArgumentTypeError(f'sizes need sides of at least {MULTIPLE} px, got {text}')
-    return height, width
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Export MPRNet to ONNX (dynamic height and width) and verify it with ONNX Runtime.',
         epilog=f'Needs onnx, onnxscript and onnxruntime: {INSTALL_HINT}. Exit code 0: exported and '
                'verified; 1: the check failed (nothing written); 2: nothing exported.')
-    parser.add_argument('--task', required=True, type=task_name, metavar='|'.join(PRESETS),
+    parser.add_argument('--task', required=True, type=task_type, metavar=TASK_METAVAR,
                         help='which model to export (any capitalisation)')
     parser.add_argument('--weights', default='auto',
                         help="'auto' (official if present, else bundled; default), 'official', 'bundled', "
@@ -121,8 +102,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              'dynamo (torch.export; the graph needs multiples of 8, minutes)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
                         help=f'ONNX opset version (default {DEFAULT_OPSET}; dynamo needs 18 or newer)')
-    parser.add_argument('--check_sizes', type=size_arg, nargs=2, metavar='HxW',
-                        default=[size_arg(s) for s in DEFAULT_CHECK_SIZES],
+    parser.add_argument('--check_sizes', type=size_type, nargs=2, metavar='HxW',
+                        default=[size_type(s) for s in DEFAULT_CHECK_SIZES],
                         help='the two sizes ONNX Runtime is compared with PyTorch on (default '
                              f"{' '.join(DEFAULT_CHECK_SIZES)}; dynamo rounds them down to multiples of 8)")
     parser.add_argument('--tolerance', type=float, default=DEFAULT_TOLERANCE,

@@ -1,4 +1,5 @@
 """utils.inference.cli and the demo's run options: exit codes, skipping, comparison pictures, precision choice."""
+import argparse
 import os
 import stat
 
@@ -8,8 +9,8 @@ import pytest
 import torch
 
 from utils import device as device_probe
-from utils.inference import restorer
-from utils.inference.cli import EXIT_INTERRUPTED, EXIT_NOTHING_RUN, EXIT_OK, EXIT_SOME_FAILED, UsageError, run_main
+from utils.inference.cli import (EXIT_INTERRUPTED, EXIT_NOTHING_RUN, EXIT_OK, EXIT_SOME_FAILED, UsageError, run_main,
+                                 size_type)
 from utils.files.image_io import write_image
 from utils.inference.restorer import Restorer, choose_precision
 from helpers import png_header_only, run_demo
@@ -25,6 +26,14 @@ def inputs(tmp_path):
     for name, (h, w) in {'a': (20, 28), 'b': (16, 16), 'c': (24, 12)}.items():
         assert cv2.imwrite(str(folder / f'{name}.png'), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     return folder
+
+
+def test_size_parsing():
+    """The one size parser of the scripts' options (the benchmarks' WIDTHxHEIGHT, export's HxW)."""
+    assert size_type('1280x720') == (1280, 720)
+    for bad in ('1280', '12x4', 'axb'):
+        with pytest.raises(argparse.ArgumentTypeError):
+            size_type(bad)
 
 
 def test_run_main_exit_codes(capsys):
@@ -100,15 +109,12 @@ def test_every_image_failing_is_exit_2(tmp_path, tiny_weights, capsys):
 def test_auto_precision_follows_the_cpu_and_fp16_on_cpu_is_refused(monkeypatch):
     cpu = torch.device('cpu')
     monkeypatch.setattr(device_probe, 'cpu_has_native_bf16', lambda: True)
-    assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('bf16', True)
-    monkeypatch.setattr(restorer, 'AUTO_BF16_TASKS', frozenset())
-    assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('fp32', True)
-    monkeypatch.setattr(restorer, 'AUTO_BF16_TASKS', frozenset({'Deraining'}))
+    assert choose_precision('auto', False, cpu)[:2] == ('bf16', True)
     monkeypatch.setattr(device_probe, 'cpu_has_native_bf16', lambda: False)
-    assert choose_precision('auto', False, 'Deraining', cpu)[:2] == ('fp32', True)
-    assert choose_precision('fp32', False, 'Deraining', cpu)[:2] == ('fp32', False)  # the exact path
+    assert choose_precision('auto', False, cpu)[:2] == ('fp32', True)
+    assert choose_precision('fp32', False, cpu)[:2] == ('fp32', False)  # the exact path
     with pytest.raises(ValueError, match='fp16 on the CPU'):
-        choose_precision('fp16', False, 'Deraining', cpu)
+        choose_precision('fp16', False, cpu)
 
 
 def test_memory_budget_tiles_and_reports_progress(tiny_model):

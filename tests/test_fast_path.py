@@ -5,7 +5,6 @@ TF32 algorithms depend on the batch size; in true fp32 (the CPU, or a GPU with T
 conftest.py sets it for TORCH_DEVICE=cuda) the two orders must agree to 1e-5, which is what
 these tests check. The benchmark tests at the end time the CPU and stay there.
 """
-import argparse
 import copy
 import importlib.util
 import math
@@ -262,14 +261,6 @@ def test_benchmark_skips_a_missing_bundled_compact_model(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, 'bundled_compact_path', lambda task: str(tmp_path / 'missing.pth'))
     model, why = bench.make_compact_model('Deraining', 'bundled', 0)
     assert model is None and 'missing.pth' in why and '--compact random' in why
-
-
-def test_benchmark_size_parsing():
-    bench = load_benchmark()
-    assert bench.parse_size('1280x720') == (1280, 720)
-    for bad in ('1280', '12x4', 'axb'):
-        with pytest.raises(argparse.ArgumentTypeError):
-            bench.parse_size(bad)
 
 
 @pytest.mark.slow

@@ -4,7 +4,11 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ['pad_to_multiple', 'crop_to', 'pad_reflect']
+__all__ = ['MULTIPLE', 'pad_to_multiple', 'crop_to', 'pad_reflect']
+
+# MPRNet halves its input three times (stage 1's quadrants, then two levels of its U-Net), so
+# every side it is given is a multiple of 8: images are padded to it, tiles and patches cut in it.
+MULTIPLE = 8
 
 
 def _pad_end(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
@@ -25,7 +29,7 @@ def pad_reflect(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
     return _pad_end(_pad_end(x, pad_h, -2), pad_w, -1)
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int = 8) -> Tuple[torch.Tensor, Tuple[int, int]]:
+def pad_to_multiple(x: torch.Tensor, multiple: int = MULTIPLE) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """Reflect-pad (N, C, H, W) at the bottom and right up to multiples of `multiple`.
 
     Returns the padded tensor and the original (H, W) for ``crop_to``. Sizes

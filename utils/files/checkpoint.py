@@ -200,21 +200,19 @@ def check_task(checkpoint: Any, task: str, source_name: str,
                                       f'you asked for {task}. ' + hint.format(task=task, trained_for=trained_for))
 
 
-def build_model(task: str, weights: Optional[str] = None, allow_other_task: bool = False,
-                **model_kwargs) -> MPRNet:
+def build_model(task: str, weights: Optional[str] = None, **model_kwargs) -> MPRNet:
     """MPRNet for `task`, with weights loaded if given.
 
     A checkpoint of ours that records its model configuration (``model_config``)
     builds that configuration (e.g. a compact model for any task), once it is
     checked (``check_model_config``) and its shapes match the file's tensors;
     otherwise the task's preset is used. A checkpoint that records another task is
-    refused (CheckpointMismatchError) unless `allow_other_task`. A Python entry point: any
+    refused (CheckpointMismatchError). A Python entry point: any
     capitalisation of the task is canonicalised here.
     """
     task = canonical_task(task)
     checkpoint = load_checkpoint_file(weights) if weights else None
-    if not allow_other_task:
-        check_task(checkpoint, task, weights)
+    check_task(checkpoint, task, weights)
     config = dict(PRESETS[task])
     if isinstance(checkpoint, Mapping) and 'model_config' in checkpoint:
         config = check_model_config(checkpoint['model_config'], weights)

@@ -23,12 +23,13 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
 from utils.files.image_io import IMAGE_EXTENSIONS
-from utils.files.weights import WEIGHT_CHOICES
 from utils.inference.loading import DEFAULT_CPU_MEMORY_GB, DEFAULT_OVERLAP, RunInfo, build_restorer
 from utils.inference.restorer import PRECISION_CHOICES, Restorer
 from utils.inference.tiling import check_tile_options
+from utils.padding import MULTIPLE
 
-__all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXIT_INTERRUPTED', 'task_type',
+__all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXIT_INTERRUPTED', 'TASK_METAVAR',
+           'task_type', 'size_type',
            'add_model_arguments', 'add_tiling_arguments', 'add_inference_arguments', 'add_test_script_arguments',
            'check_inference_arguments', 'load_restorer', 'refuse_existing', 'plan_outputs',
            'check_writable', 'check_compare', 'same_file', 'add_pixel_limit_argument', 'run_main']
@@ -42,12 +43,27 @@ class UsageError(Exception):
     """Stops a script before any work; the message says what to do."""
 
 
+TASK_METAVAR = '|'.join(PRESETS)
+
+
 def task_type(name: str) -> str:
-    """argparse type: any capitalisation of a task name -> its canonical name."""
+    """argparse type of every script's --task: any capitalisation of a task name -> its canonical name."""
     try:
         return canonical_task(name)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def size_type(text: str) -> Tuple[int, int]:
+    """argparse type of every image-size option: '256x192' -> (256, 192), in the order written (each
+    option's help says whether that is height x width or width x height); both sides at least MULTIPLE."""
+    try:
+        first, second = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'a size must look like 256x192, got {text!r}') from None
+    if min(first, second) < MULTIPLE:
+        raise argparse.ArgumentTypeError(f'sizes need sides of at least {MULTIPLE} px, got {text}')
+    return first, second
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
@@ -267,6 +283,3 @@ def run_main(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[S
         return EXIT_NOTHING_RUN
     return EXIT_SOME_FAILED if isinstance(failed, int) and not isinstance(failed, bool) and failed > 0 else EXIT_OK
 
-
-TASK_METAVAR = '|'.join(PRESETS)
-WEIGHTS_METAVAR = '|'.join(WEIGHT_CHOICES) + '|PATH'

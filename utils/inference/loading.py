@@ -64,7 +64,7 @@ def build_restorer(task: str, weights: str = 'auto', device: Union[str, torch.de
     require_canonical(task)
     path, kind = resolve_weights(task, weights, root)
     device = resolve_device(device) if isinstance(device, str) else device
-    precision, fast, mode = choose_precision(precision, fast, task, device, exact=exact)
+    precision, fast, mode = choose_precision(precision, fast, device, exact=exact)
     budget = memory_budget(max_memory_gb, device) if auto_tile else None
     model = build_model(task, path)
     restorer = Restorer(model, device, precision=precision, fast=fast, tile=tile, tile_overlap=tile_overlap,

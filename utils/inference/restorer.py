@@ -13,21 +13,13 @@ import torch
 
 from utils.device import has_native_bf16
 from utils.inference import tiling
-from utils.padding import crop_to, pad_to_multiple
+from utils.padding import MULTIPLE, crop_to, pad_to_multiple
 
-__all__ = ['Restorer', 'PRECISIONS', 'PRECISION_CHOICES', 'AUTO_BF16_TASKS', 'choose_precision',
+__all__ = ['Restorer', 'PRECISIONS', 'PRECISION_CHOICES', 'choose_precision',
            'OutOfMemoryError', 'NonFiniteOutputError']
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 PRECISION_CHOICES = ('auto',) + tuple(PRECISIONS)
-# Tasks for which 'auto' may choose bf16 (where the device computes it natively); a task left out
-# runs fp32 under 'auto'. All three are in: every measurement so far kept bf16 autocast above the
-# 45 dB PSNR against fp32 that the fast path must keep (docs/PERFORMANCE.md): tests/test_fast_path.py
-# on eight random initialisations of a tiny model, benchmarks/infer_speed.py on the CPU with the
-# Deblurring and Deraining presets (random weights, 55.3 and 52.9 dB) and the bundled Deraining
-# model (69.6 dB). It stays a set so that a task whose weights fall short (measure them with
-# benchmarks/infer_speed.py --weights) can be held at fp32 without touching choose_precision.
-AUTO_BF16_TASKS = frozenset({'Deblurring', 'Deraining', 'Denoising'})
 # torch.OutOfMemoryError is new in torch 2.5; older versions only raise the CUDA one.
 OutOfMemoryError = getattr(torch, 'OutOfMemoryError', torch.cuda.OutOfMemoryError)
 # Share of the free memory a whole-image pass may plan to use before auto-tiling takes over.
@@ -40,22 +32,23 @@ class NonFiniteOutputError(RuntimeError):
     would write NaN as black and infinity as white)."""
 
 
-def choose_precision(precision: str, fast: bool, task: str, device: torch.device,
-                     exact: bool = False) -> Tuple[str, bool, str]:
-    """(precision, fast, description) for a --precision choice; 'auto' picks per device and task.
+def choose_precision(precision: str, fast: bool, device: torch.device, exact: bool = False) -> Tuple[str, bool, str]:
+    """(precision, fast, description) for a --precision choice; 'auto' picks per device.
 
     exact (--exact): fp32 in the published order, whatever `precision` and `fast` say (the CLI
     refuses contradicting combinations before this).
 
-    auto: bf16 autocast with the fast path on a GPU with bf16, or on a CPU with
-    native bf16, for the tasks in AUTO_BF16_TASKS; fp32 with the fast path
-    otherwise. fp16 on a CPU is refused: it is emulated there, about 100x slower.
+    auto: bf16 autocast with the fast path on a GPU with bf16, or on a CPU with native bf16,
+    for every task: each measurement kept bf16 above the 45 dB PSNR against fp32 that the fast
+    path must keep (docs/PERFORMANCE.md; a model that falls short is measured with
+    benchmarks/infer_speed.py --weights). fp32 with the fast path otherwise. fp16 on a CPU is
+    refused: it is emulated there, about 100x slower.
     """
     device = torch.device(device)
     if exact:
         return 'fp32', False, 'exact'
     if precision == 'auto':
-        if task in AUTO_BF16_TASKS and has_native_bf16(device):
+        if has_native_bf16(device):
             return 'bf16', True, 'bf16 autocast + fast path (auto)'
         return 'fp32', True, 'fp32 fast path (auto)'
     if precision not in PRECISIONS:
@@ -194,7 +187,7 @@ class Restorer:
         while True:
             self.last_tile = tile
             side = tile or max(padded.shape[-2:])
-            smaller = side // 2 // tiling.MULTIPLE * tiling.MULTIPLE
+            smaller = side // 2 // MULTIPLE * MULTIPLE
             try:
                 return self._run_tiles(padded, tile)
             except OutOfMemoryError as err:

@@ -24,10 +24,11 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ['MULTIPLE', 'check_tile_options', 'tile_starts', 'axis_weights', 'tile_windows', 'tiled_forward',
+from utils.padding import MULTIPLE
+
+__all__ = ['check_tile_options', 'tile_starts', 'axis_weights', 'tile_windows', 'tiled_forward',
            'estimate_peak_bytes', 'free_memory_bytes', 'largest_tile']
 
-MULTIPLE = 8
 # Peak bytes per pixel = factor x stage-3 channels x bytes per float (measured 11.0-11.25,
 # see the module docstring; rounded up for the allocator's slack and cuDNN workspaces).
 _PEAK_FACTOR = 12

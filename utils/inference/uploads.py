@@ -24,7 +24,9 @@ from utils.inference.restorer import PRECISION_CHOICES, NonFiniteOutputError, Re
 from utils.inference.tiling import check_tile_options
 
 
-DEFAULT_MAX_MEGAPIXELS = 16.0
+# The web page's default pixel limit (app.py --max_megapixels); larger images go to demo.py --tile,
+# whose default limit is image_io.DEFAULT_MAX_MEGAPIXELS.
+PAGE_MAX_MEGAPIXELS = 16.0
 SAMPLES_DIR = os.path.join(REPO_ROOT, 'samples', 'input')
 # Sample file name prefix -> the task that fits it (samples/README.md).
 SAMPLE_TASKS = {'blur_': 'Deblurring', 'rain_': 'Deraining', 'noise_': 'Denoising'}
@@ -167,7 +169,7 @@ def too_large(name: str, err: ImageTooLargeError) -> AppError:
 
 
 def load_upload(path: Optional[str],
-                max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> Tuple[np.ndarray, int, List[str]]:
+                max_megapixels: float = PAGE_MAX_MEGAPIXELS) -> Tuple[np.ndarray, int, List[str]]:
     """Read an uploaded file like the demo does: (float32 RGB HxWx3 in [0, 1], bit depth, notes).
 
     Raises AppError with the demo's wording for a missing file, a file that is
@@ -211,7 +213,7 @@ def output_name(path: str, task: str) -> str:
 
 
 def restore(path: Optional[str], task: str, models: Models, out_dir: str,
-            max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, progress: Optional[Progress] = None) -> Restoration:
+            max_megapixels: float = PAGE_MAX_MEGAPIXELS, progress: Optional[Progress] = None) -> Restoration:
     """Restore one uploaded image file for `task`; the result is written as a PNG under `out_dir`.
 
     Raises AppError with a one-line message for anything the user can fix

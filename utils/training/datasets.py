@@ -13,6 +13,7 @@ from dataset_RGB import get_training_data, get_validation_data
 from utils.data.data_check import scan_images, scan_pairs
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 from utils.errors import ConfigError
+from utils.padding import MULTIPLE
 from utils.training.distributed import DistInfo, ShardSampler
 from utils.training.seeding import EpochIndexSampler, SeededSamples, seed_worker
 
@@ -61,9 +62,8 @@ def check_training_options(cfg) -> None:
         raise ConfigError(f'OPTIM.NUM_EPOCHS must be at least 1, got {o.NUM_EPOCHS}')
     if o.LR_INITIAL <= 0:
         raise ConfigError(f'OPTIM.LR_INITIAL must be positive, got {o.LR_INITIAL}')
-    # The network halves the image three times (stage-1 quadrants, then two encoder levels):
-    # training patches, which are not padded, must be multiples of 8.
-    if t.TRAIN_PS < 8 or t.TRAIN_PS % 8:
+    # Training patches are not padded: they must be multiples of MULTIPLE themselves.
+    if t.TRAIN_PS < MULTIPLE or t.TRAIN_PS % MULTIPLE:
         raise ConfigError(f'TRAINING.TRAIN_PS must be a multiple of 8 of at least 8 (the network halves '
                           f'patches three times), got {t.TRAIN_PS}')
     if t.INIT_WEIGHTS and not os.path.isfile(t.INIT_WEIGHTS):
