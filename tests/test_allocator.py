@@ -44,6 +44,7 @@ def run_probe(**env):
 
 
 @glibc_only
+@pytest.mark.slow
 def test_settings_stop_the_page_faults_of_a_repeated_allocation():
     state, faults = run_probe()
     assert state == 'kept'
@@ -54,6 +55,7 @@ def test_settings_stop_the_page_faults_of_a_repeated_allocation():
 
 
 @glibc_only
+@pytest.mark.slow
 def test_users_malloc_variables_win():
     state, _ = run_probe(MALLOC_TOP_PAD_='0')
     assert state == 'user'

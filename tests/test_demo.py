@@ -133,7 +133,6 @@ def test_empty_folder_is_an_error(tmp_path, weights, capsys):
     assert 'no images found in' in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_nothing_is_overwritten_silently(inputs, tmp_path, weights, capsys):
     assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', inputs, '--weights', weights) == 2
     assert 'input folder' in capsys.readouterr().err

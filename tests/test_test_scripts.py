@@ -165,6 +165,7 @@ def test_missing_weights_name_the_path_and_the_official_source(gopro):
     assert missing in str(err.value) and OFFICIAL_WEIGHTS_URL in str(err.value)
 
 
+@pytest.mark.slow
 def test_script_runs_from_its_folder_and_reports_missing_weights_in_one_line(tmp_path):
     """`python test.py` as the README says: imports resolve, default paths are relative, exit code 2
     (nothing was run: utils.inference.cli's convention)."""

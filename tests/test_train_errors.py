@@ -207,7 +207,6 @@ def test_sigterm_releases_the_lock_and_exits_143(root):
     assert not lock.exists()
 
 
-@pytest.mark.slow
 def test_a_full_disk_stops_with_exit_3_and_names_the_last_good_checkpoint(root, capsys, monkeypatch):
     import errno
     import torch
@@ -230,7 +229,6 @@ def test_a_full_disk_stops_with_exit_3_and_names_the_last_good_checkpoint(root, 
     assert torch.load(latest, weights_only=True)['epoch'] == 1
 
 
-@pytest.mark.slow
 def test_resuming_a_checkpoint_of_another_task_is_refused(root, capsys):
     import torch
     load_train_script().main(argv(root))
