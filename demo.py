@@ -121,7 +121,7 @@ def restore(argv: Optional[List[str]] = None) -> int:
         print(info)
         if args.weights == 'auto' and info.kind == 'bundled':
             print(f'(no official weights at {official_paths(task)[0]}: using the compact model trained on '
-                  'synthetic degradations; see pretrained_models/README.md for the official ones)')
+                  f'synthetic degradations; python scripts/fetch_weights.py --task {task} downloads the official one)')
     if ignored:
         print(f'({ignored} non-image files in {args.input_dir} ignored)')
     if skipped:

@@ -65,8 +65,9 @@ def _present(path: str) -> Optional[str]:
 
 def _missing_official(task: str, root: str) -> str:
     first = official_paths(task, root)[0]
-    return (f'no official weights for {task}: expected {first}. Download model_{task.lower()}.pth from '
-            f'{OFFICIAL_WEIGHTS_URL} into {os.path.dirname(first)}/ (see pretrained_models/README.md)')
+    return (f'no official weights for {task}: expected {first}. python scripts/fetch_weights.py --task {task} '
+            f'downloads it, or download model_{task.lower()}.pth from {OFFICIAL_WEIGHTS_URL} into '
+            f'{os.path.dirname(first)}/ (see pretrained_models/README.md)')
 
 
 def _no_weights_folder(root: str) -> str:
