@@ -1,5 +1,6 @@
 """The training options for one's own data: OPTIM.CLIP_GRAD, OPTIM.ACCUM_STEPS, OPTIM.EMA and several
 TRAINING.TRAIN_DIR folders, on the tiny model and the generated pairs of test_train.py."""
+import contextlib
 import copy
 import os
 import subprocess
@@ -57,6 +58,25 @@ def test_micro_batches_give_the_gradient_of_the_whole_batch(data_root, tmp_path,
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     for key, p in trainer.model.named_parameters():
         torch.testing.assert_close(p.grad, expected[key], rtol=1e-4, atol=1e-7, msg=key)
+
+
+class SpyDDP:
+    """Stands in for DistributedDataParallel's no_sync: counts the backward passes run inside it."""
+
+    def __init__(self):
+        self.unsynced = 0
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        self.unsynced += 1
+        yield
+
+
+def test_only_the_last_micro_batch_synchronises_under_ddp(data_root, tmp_path):
+    trainer = trainer_for(data_root, tmp_path, 'OPTIM.ACCUM_STEPS', 4)
+    trainer.ddp = SpyDDP()
+    trainer.train_step(*batch(8), 1, 1)
+    assert trainer.ddp.unsynced == 3, '4 micro-batches: the first 3 skip the all-reduce, the last one syncs'
 
 
 def test_clip_grad_scales_the_gradient_to_the_maximum_norm(data_root, tmp_path):
