@@ -68,7 +68,7 @@ def get_default_config() -> CN:
     c.TRAINING.INIT_WEIGHTS = ''   # ours: a new run starts from these weights (fine-tuning); a resume ignores it
     c.TRAINING.TRAIN_PS = 256
     c.TRAINING.VAL_PS = 256        # None (null) validates whole images
-    c.TRAINING.TRAIN_DIR = './Datasets/GoPro/train'  # ours too: a list of folders pools their pairs
+    c.TRAINING.TRAIN_DIR = './Datasets/GoPro/train'  # published as one folder; ours: a list pools their pairs
     c.TRAINING.VAL_DIR = './Datasets/GoPro/test'
     c.TRAINING.SAVE_DIR = './checkpoints'
     c.TRAINING.SATURATION_JITTER = False  # ours: the Deblurring-only colour augmentation
