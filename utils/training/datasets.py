@@ -7,13 +7,14 @@ import os
 from typing import Optional, Tuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from dataset_RGB import get_training_data, get_validation_data
 from utils.data.data_check import scan_images, scan_pairs
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 from utils.errors import ConfigError
 from utils.padding import MULTIPLE
+from utils.training.config import train_dirs
 from utils.training.distributed import DistInfo, ShardSampler
 from utils.training.seeding import EpochIndexSampler, SeededSamples, seed_worker
 
@@ -26,9 +27,15 @@ def _check_folder(path: str, key: str) -> None:
 
 
 def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
-    """(training, validation) datasets of (target, input, filename) items for the config."""
+    """(training, validation) datasets of (target, input, filename) items for the config.
+
+    Several TRAINING.TRAIN_DIR folders pool their pairs (each folder checked and scanned by name);
+    one folder gives the dataset of that folder itself, as published.
+    """
     t = cfg.TRAINING
-    _check_folder(t.TRAIN_DIR, 'TRAINING.TRAIN_DIR')
+    folders = train_dirs(cfg)
+    for folder in folders:
+        _check_folder(folder, 'TRAINING.TRAIN_DIR')
     _check_folder(t.VAL_DIR, 'TRAINING.VAL_DIR')
     val_ps = t.VAL_PS or None
     if t.SYNTHETIC:
@@ -36,21 +43,28 @@ def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
             raise ConfigError(f"TRAINING.SYNTHETIC must be '', 'deblur', 'derain' or 'denoise', got {t.SYNTHETIC!r}")
         if t.CROPS_PER_PHOTO < 1:
             raise ConfigError(f'TRAINING.CROPS_PER_PHOTO must be at least 1, got {t.CROPS_PER_PHOTO}')
-        train = get_synthetic_training_data(t.TRAIN_DIR, t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)
+        if len(folders) > 1:
+            raise ConfigError('TRAINING.TRAIN_DIR lists several folders, which pools paired data; with '
+                              'TRAINING.SYNTHETIC give one folder of clean photos')
+        parts = [get_synthetic_training_data(folders[0], t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)]
         val = get_synthetic_validation_data(t.VAL_DIR, t.SYNTHETIC, val_ps, t.SEED)
     else:
-        train = get_training_data(t.TRAIN_DIR, {'patch_size': t.TRAIN_PS, 'saturation_jitter': t.SATURATION_JITTER})
+        options = {'patch_size': t.TRAIN_PS, 'saturation_jitter': t.SATURATION_JITTER}
+        parts = [get_training_data(folder, options) for folder in folders]
         val = get_validation_data(t.VAL_DIR, {'patch_size': val_ps})
-    if len(train) == 0 or len(val) == 0:
-        empty = t.TRAIN_DIR if len(train) == 0 else t.VAL_DIR
-        raise ValueError(f'no image pairs in {empty}')
+    for folder, part in zip(folders, parts):
+        if len(part) == 0:
+            raise ValueError(f'no image pairs in {folder}')
+    if len(val) == 0:
+        raise ValueError(f'no image pairs in {t.VAL_DIR}')
     if t.SCAN_DATA:
-        for dataset, key in ((train, 'TRAINING.TRAIN_DIR'), (val, 'TRAINING.VAL_DIR')):
+        for dataset, name in [*zip(parts, folders), (val, t.VAL_DIR)]:
+            key = f"{'TRAINING.VAL_DIR' if dataset is val else 'TRAINING.TRAIN_DIR'} {name}"
             if hasattr(dataset, 'pairs'):
-                scan_pairs(dataset.pairs, f'{key} {getattr(t, key.split(".")[1])}')
+                scan_pairs(dataset.pairs, key)
             else:
-                scan_images(dataset.photos, f'{key} {getattr(t, key.split(".")[1])}')
-    return train, val
+                scan_images(dataset.photos, key)
+    return (parts[0] if len(parts) == 1 else ConcatDataset(parts)), val
 
 
 def check_training_options(cfg) -> None:
@@ -62,6 +76,13 @@ def check_training_options(cfg) -> None:
         raise ConfigError(f'OPTIM.NUM_EPOCHS must be at least 1, got {o.NUM_EPOCHS}')
     if o.LR_INITIAL <= 0:
         raise ConfigError(f'OPTIM.LR_INITIAL must be positive, got {o.LR_INITIAL}')
+    if o.CLIP_GRAD < 0:
+        raise ConfigError(f'OPTIM.CLIP_GRAD must be a positive maximum gradient norm, or 0 for no clipping; '
+                          f'got {o.CLIP_GRAD}')
+    if o.ACCUM_STEPS < 1:
+        raise ConfigError(f'OPTIM.ACCUM_STEPS must be at least 1 (1 = no accumulation), got {o.ACCUM_STEPS}')
+    if not 0 <= o.EMA < 1:
+        raise ConfigError(f'OPTIM.EMA must be a decay from 0 (off) to below 1, e.g. 0.999; got {o.EMA}')
     # Training patches are not padded: they must be multiples of MULTIPLE themselves.
     if t.TRAIN_PS < MULTIPLE or t.TRAIN_PS % MULTIPLE:
         raise ConfigError(f'TRAINING.TRAIN_PS must be a multiple of 8 of at least 8 (the network halves '
@@ -79,13 +100,18 @@ def build_dataloaders(cfg, dist_info: DistInfo, device: torch.device,
     """(train loader, its sampler for set_epoch, validation loader) for this process.
 
     Each process loads OPTIM.BATCH_SIZE / world_size samples per step, so the
-    global batch is OPTIM.BATCH_SIZE whatever the number of processes.
+    global batch is OPTIM.BATCH_SIZE whatever the number of processes (and whatever
+    OPTIM.ACCUM_STEPS, which splits each process's share into micro-batches).
     """
     train_set, val_set = datasets or build_datasets(cfg)
     batch, world = cfg.OPTIM.BATCH_SIZE, dist_info.world_size
     if batch % world:
         raise ConfigError(f'OPTIM.BATCH_SIZE {batch} (the global batch) must be divisible by the number of '
                           f'processes ({world})')
+    accum = cfg.OPTIM.ACCUM_STEPS
+    if (batch // world) % accum:
+        raise ConfigError(f'OPTIM.BATCH_SIZE {batch} gives {batch // world} samples per process and step, which '
+                          f'OPTIM.ACCUM_STEPS {accum} must divide into equal micro-batches')
     workers = cfg.TRAINING.NUM_WORKERS
     if workers < 0:
         raise ConfigError(f'TRAINING.NUM_WORKERS must be >= 0, got {workers}')
