@@ -5,6 +5,7 @@ or leave a checkpoint behind.
 """
 import importlib.util
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -238,10 +239,13 @@ def test_resuming_a_checkpoint_of_another_task_is_refused(root, capsys):
     other = root / 'denoising_run.pth'
     torch.save(ckpt, other)
     before = latest.read_bytes()
-    err = one_line_exit(capsys, ['--resume', str(other)] + argv(root, 'OPTIM.NUM_EPOCHS', 2), 2)
+    # Into a session of its own (one holding the first run's checkpoints is refused for that alone).
+    err = one_line_exit(capsys, ['--resume', str(other)] + argv(root, 'OPTIM.NUM_EPOCHS', 2, 'MODEL.SESSION', 'next'),
+                        2)
     assert f'{other} was trained for Denoising' in err and 'you asked for Deraining' in err
     assert 'MODEL.MODE Denoising' in err
     assert latest.read_bytes() == before and sorted(os.listdir(session_dir(root))) == ['model_latest.pth']
+    assert not (session_dir(root).parent / 'next').exists()
 
 
 def test_a_bad_allocator_setting_is_one_line(root, capsys, monkeypatch):
@@ -250,3 +254,52 @@ def test_a_bad_allocator_setting_is_one_line(root, capsys, monkeypatch):
     monkeypatch.setenv('MPRNET_ALLOCATOR', 'bogus')
     refused(capsys, argv(root), 'MPRNET_ALLOCATOR', "'bogus'")
     assert no_checkpoint(root)
+
+
+# A session never holds two runs: a fresh run over any checkpoint, or --resume of a file from
+# elsewhere into an occupied session, is refused with the files untouched.
+
+def contents(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+@pytest.fixture
+def finished(root):
+    """A session after one epoch that validated: model_latest, model_best and model_epoch_1."""
+    load_train_script().main(argv(root, 'TRAINING.VAL_AFTER_EVERY', 1))
+    assert sorted(os.listdir(session_dir(root))) == ['model_best.pth', 'model_epoch_1.pth', 'model_latest.pth']
+    return root
+
+
+def test_a_fresh_run_over_a_session_without_latest_is_refused(finished, capsys):
+    os.remove(session_dir(finished) / 'model_latest.pth')  # deleted to save space
+    before = contents(session_dir(finished))
+    err = one_line_exit(capsys, argv(finished, 'TRAINING.VAL_AFTER_EVERY', 1), 2)
+    assert 'MODEL.SESSION MPRNet' in err and 'model_best.pth' in err and 'model_epoch_1.pth' in err
+    assert 'nothing was overwritten' in err
+    assert contents(session_dir(finished)) == before
+
+
+def test_resume_true_without_latest_names_the_checkpoints_there(finished, capsys):
+    os.remove(session_dir(finished) / 'model_latest.pth')
+    err = one_line_exit(capsys, argv(finished, 'TRAINING.RESUME', 'True'), 2)
+    assert 'no ' in err and 'model_best.pth' in err and '--resume' in err
+
+
+def test_resume_of_another_run_into_an_occupied_session_is_refused(finished, capsys):
+    other = finished / 'elsewhere.pth'
+    shutil.copy(session_dir(finished) / 'model_epoch_1.pth', other)
+    before = contents(session_dir(finished))
+    err = one_line_exit(capsys, ['--resume', str(other)] + argv(finished, 'OPTIM.NUM_EPOCHS', 2), 2)
+    assert f'--resume {other}' in err and 'MODEL.SESSION' in err and 'model_latest.pth' in err
+    assert contents(session_dir(finished)) == before
+
+
+def test_resume_of_the_sessions_own_checkpoint_and_into_an_empty_session_work(finished, capsys):
+    own = session_dir(finished) / 'model_epoch_1.pth'
+    load_train_script().main(['--resume', str(own)] + argv(finished, 'OPTIM.NUM_EPOCHS', 2))
+    import torch
+    assert torch.load(session_dir(finished) / 'model_latest.pth', weights_only=True)['epoch'] == 2
+    load_train_script().main(['--resume', str(own)] + argv(finished, 'OPTIM.NUM_EPOCHS', 2, 'MODEL.SESSION', 'copy'))
+    copy = session_dir(finished).parent / 'copy' / 'model_latest.pth'
+    assert torch.load(copy, weights_only=True)['epoch'] == 2
