@@ -147,6 +147,27 @@ def test_results_are_written_atomically_with_the_usual_permissions(tmp_path):
     assert os.listdir(tmp_path) == ['r.png']
 
 
+@pytest.mark.parametrize('hard_links', [True, False])
+def test_a_write_that_must_not_replace_keeps_what_appeared(tmp_path, monkeypatch, hard_links):
+    import errno
+    from utils.files.atomic import OutputAppearedError
+    if not hard_links:  # a file system without hard links: the name is claimed with O_EXCL instead
+        def no_link(src, dst):
+            raise OSError(errno.EPERM, 'Operation not permitted')
+        monkeypatch.setattr(os, 'link', no_link)
+    img = np.full((4, 5, 3), 0.5, np.float32)
+    kept, empty, fresh = tmp_path / 'kept.png', tmp_path / 'empty.png', tmp_path / 'fresh.png'
+    kept.write_bytes(b'another run')
+    empty.write_bytes(b'')
+    with pytest.raises(OutputAppearedError, match='kept.png appeared while this run was working'):
+        write_image(str(kept), img, replace=False)
+    write_image(str(empty), img, replace=False)  # 0 bytes is no result
+    write_image(str(fresh), img, replace=False)
+    assert kept.read_bytes() == b'another run'
+    assert (cv2.imread(str(empty)) == 128).all() and (cv2.imread(str(fresh)) == 128).all()
+    assert sorted(os.listdir(tmp_path)) == ['empty.png', 'fresh.png', 'kept.png']  # no temporaries
+
+
 @pytest.mark.parametrize('orientation', range(1, 9))
 def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
     from PIL import Image, ImageOps

@@ -13,6 +13,7 @@ through a lock file naming its pid and host, so a second run of the same
 session is refused instead of silently writing over the first.
 """
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -20,7 +21,7 @@ import socket
 import tempfile
 from typing import BinaryIO, Callable, Iterator, List, Optional
 
-__all__ = ['write_atomically', 'atomic_output', 'remove_stale_temporaries', 'FolderLockedError', 'hold_folder',
+__all__ = ['write_atomically', 'atomic_output', 'OutputAppearedError', 'remove_stale_temporaries', 'FolderLockedError', 'hold_folder',
            'LOCK_NAME']
 
 # The process's umask, read once at import (reading it means setting it, which is not
@@ -31,15 +32,43 @@ _SUFFIX = '.tmp'
 LOCK_NAME = '.lock'
 
 
+class OutputAppearedError(FileExistsError):
+    """A file that must not be replaced appeared at an output's name after the run checked it
+    (another run writing into the same folder); it is kept and the new output dropped."""
+
+
+def _publish(tmp: str, path: str, replace: bool) -> None:
+    """Give the finished temporary `tmp` the name `path`. With `replace` False a file already
+    there is kept: a hard link fails when the name exists (atomically, unlike a check before a
+    rename), except that a 0-byte file counts as no result (our writes never leave one)."""
+    if not replace:
+        try:
+            try:
+                os.link(tmp, path)
+                os.remove(tmp)
+                return
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                    raise
+                # A file system without hard links: claim the name first, then fill it atomically.
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~_UMASK))
+        except FileExistsError:
+            if not (os.path.isfile(path) and os.path.getsize(path) == 0):
+                raise OutputAppearedError(f'{path} appeared while this run was working (another run writing into '
+                                          'the same folder?); it was kept and this result dropped') from None
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
-def atomic_output(path: str, durable: bool = False) -> Iterator[str]:
+def atomic_output(path: str, durable: bool = False, replace: bool = True) -> Iterator[str]:
     """The path of an empty temporary file beside `path`, for code that writes files by name
     (exporters, savers that take a path); renamed to `path` when the block ends without an
     exception, removed when it raises. Only the temporary is ever deleted: a file already
     at `path` stays as it was unless the block succeeds.
 
     `durable` fsyncs before the rename (checkpoints: the rename must not reach the
-    disk before the data). The file gets mode 0666 minus the umask.
+    disk before the data). `replace` False never replaces a file that appeared at `path`
+    meanwhile (``OutputAppearedError``). The file gets mode 0666 minus the umask.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -51,7 +80,7 @@ def atomic_output(path: str, durable: bool = False) -> Iterator[str]:
             with open(tmp, 'rb') as f:
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
+        _publish(tmp, path, replace)
     except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -62,12 +91,13 @@ def atomic_output(path: str, durable: bool = False) -> Iterator[str]:
         raise
 
 
-def write_atomically(path: str, write: Callable[[BinaryIO], None], durable: bool = False) -> None:
+def write_atomically(path: str, write: Callable[[BinaryIO], None], durable: bool = False,
+                     replace: bool = True) -> None:
     """Call write(file) on a temporary file beside `path`, then rename it to `path` (``atomic_output``).
 
     A failed write raises OSError naming `path`; the previous file is kept and no temporary is left.
     """
-    with atomic_output(path, durable) as tmp:
+    with atomic_output(path, durable, replace) as tmp:
         with open(tmp, 'wb') as f:
             write(f)
             f.flush()

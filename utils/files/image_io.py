@@ -191,12 +191,13 @@ def shrink_to_fit(img: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
+def write_image(path: str, img: np.ndarray, bit_depth: int = 8, replace: bool = True) -> None:
     """Write float RGB (H, W, 3) in [0, 1] as an 8- or 16-bit image (rounded, clipped).
 
     The format follows the file extension; 16 bits need PNG or TIFF. The file
     appears whole or not at all: it is written under a temporary name in the same
-    folder and renamed (an interrupted run never leaves half an image).
+    folder and renamed (an interrupted run never leaves half an image). `replace` False keeps a
+    file that appeared at `path` meanwhile and raises ``OutputAppearedError`` instead.
     """
     img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
     if bit_depth == 16:
@@ -211,7 +212,7 @@ def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
     ok, buf = cv2.imencode(ext, out)
     if not ok:
         raise ValueError(f'cannot encode image as {ext}: {path}')
-    write_atomically(path, lambda f: f.write(buf.tobytes()))
+    write_atomically(path, lambda f: f.write(buf.tobytes()), replace=replace)
 
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:

@@ -186,8 +186,9 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
                  input_folder: Optional[str] = None) -> Tuple[List[Pair], List[Pair]]:
     """(to do, skipped): (input, result_dir/<input name>.png) pairs, checked before any work.
 
-    Refused with UsageError: the input folder as the result folder and two
-    inputs with one result name; results that exist, by ``refuse_existing``.
+    Refused with UsageError: the input folder as the result folder, a result that is
+    one of the inputs through any link (even with `overwrite`: a folder of links into
+    `result_dir`), and two inputs with one result name; results that exist, by ``refuse_existing``.
     """
     if input_folder is not None and os.path.realpath(result_dir) == os.path.realpath(input_folder):
         raise UsageError(f'--result_dir {result_dir} is the input folder; choose another folder so the inputs '
@@ -195,6 +196,7 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
     if os.path.exists(result_dir) and not os.path.isdir(result_dir):
         raise UsageError(f'--result_dir {result_dir} is a file, not a folder; choose a folder')
     outputs = [os.path.join(result_dir, os.path.splitext(os.path.basename(f))[0] + '.png') for f in inputs]
+    _refuse_results_that_are_inputs(inputs, outputs)
     seen = {}
     for src, dst in zip(inputs, outputs):
         if dst in seen:
@@ -203,6 +205,28 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
     kept = set(refuse_existing(outputs, overwrite, skip_existing))
     pairs = list(zip(inputs, outputs))
     return [pair for pair in pairs if pair[1] not in kept], [pair for pair in pairs if pair[1] in kept]
+
+
+def _file_identity(path: str) -> Optional[Tuple[int, int]]:
+    """(device, inode) of the file `path` leads to through any links, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _refuse_results_that_are_inputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """UsageError when writing a result would change an input: the result's name leads (through
+    links, or as a hard link) to an input's file, or an input's link points at the result's name."""
+    by_identity = {_file_identity(src): src for src in inputs}
+    by_identity.pop(None, None)
+    by_real = {os.path.normcase(os.path.realpath(src)): src for src in inputs}
+    for dst in outputs:
+        src = by_identity.get(_file_identity(dst)) or by_real.get(os.path.normcase(os.path.realpath(dst)))
+        if src is not None:
+            raise UsageError(f'the result {dst} is the input {src} (through a link); writing it would replace that '
+                             'input, even with --overwrite: choose another --result_dir')
 
 
 def check_writable(folder: str, option: str = '--result_dir', what: str = 'results') -> None:

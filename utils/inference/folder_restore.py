@@ -99,7 +99,7 @@ def _read_all(plan: Sequence[Pair], fail: _Failures,
 def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1, desc: Optional[str] = None,
                    bit_depth: Optional[int] = 8, keep_going: bool = False,
                    on_done: Optional[Callable[[str, str], None]] = None,
-                   max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS) -> List[str]:
+                   max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS, replace: bool = False) -> List[str]:
     """Restore each (input, output PNG) of `plan`; returns the inputs that failed.
 
     Args:
@@ -111,6 +111,9 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
             the run (the benchmark scripts, whose results must be complete).
         on_done: called as on_done(input, output) once a result is written.
         max_megapixels: the reader's pixel limit (``read_image``).
+        replace: replace a file found at a result's name (--overwrite); otherwise one that
+            appeared after planning (another run into the same folder) is kept and the
+            result is a failure.
     """
     fail = _Failures(keep_going)
     pending: List[tuple] = []
@@ -136,7 +139,7 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
                 continue
             for (src, dst, _, depth), img in zip(batch, restored):
                 out_depth = bit_depth or (16 if depth >= 16 else 8)
-                pending.append((writer.submit(write_image, dst, img, out_depth), src, dst))
+                pending.append((writer.submit(write_image, dst, img, out_depth, replace), src, dst))
             bar.update(len(batch))
             while len(pending) > MAX_PENDING_WRITES:
                 settle(pending.pop(0))
