@@ -6,7 +6,12 @@ in place, never half of one. Used for results (utils.files.image_io, the .mat fi
 of the Denoising test scripts), checkpoints (utils.files.checkpoint) and ONNX
 exports. Temporary files are named ``.<name>.<random>.tmp``; a process killed
 outright leaves its one behind, which ``remove_stale_temporaries`` clears
-(training does at start, once it holds its folder).
+(training does at start, once it holds its folder). A write told not to replace
+(``replace=False``, every writer without --overwrite) publishes with a hard link,
+which fails when another process wrote the name meanwhile.
+
+Output files (``check_output_file``): the rules every single-file writer checks
+before its work: never a folder or an input, never an existing file without --overwrite.
 
 Folder locks (``hold_folder``): a training run holds its MODEL.SESSION folder
 through a lock file naming its pid and host, so a second run of the same
@@ -19,10 +24,10 @@ import os
 import re
 import socket
 import tempfile
-from typing import BinaryIO, Callable, Iterator, List, Optional
+from typing import BinaryIO, Callable, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ['write_atomically', 'atomic_output', 'OutputAppearedError', 'remove_stale_temporaries', 'FolderLockedError', 'hold_folder',
-           'LOCK_NAME']
+__all__ = ['write_atomically', 'atomic_output', 'OutputAppearedError', 'OutputRefusedError', 'check_output_file',
+           'remove_stale_temporaries', 'FolderLockedError', 'hold_folder', 'LOCK_NAME']
 
 # The process's umask, read once at import (reading it means setting it, which is not
 # thread-safe): files get the usual permissions rather than mkstemp's 0600.
@@ -101,6 +106,28 @@ def write_atomically(path: str, write: Callable[[BinaryIO], None], durable: bool
         with open(tmp, 'wb') as f:
             write(f)
             f.flush()
+
+
+class OutputRefusedError(ValueError):
+    """An output option names a file the run may not write (an input, a folder, a file that
+    exists without --overwrite); the message names the option and what to do."""
+
+
+def check_output_file(path: str, option: str, overwrite: bool, inputs: Sequence[Tuple[str, str]] = ()) -> None:
+    """The rules every writer of one output file follows, checked before any work: `path` is not a
+    folder, not one of `inputs` ((what, path) pairs such as ('the --weights file', p)) through any
+    link, even with `overwrite`, and not an existing file unless `overwrite`. Write it afterwards
+    with ``write_atomically(..., replace=overwrite)``, which also keeps one that appears meanwhile."""
+    if os.path.isdir(path):
+        raise OutputRefusedError(f'{option} {path} is a folder; give the path of the file to write')
+    real = os.path.realpath(path)
+    for what, other in inputs:
+        if os.path.realpath(other) == real or (os.path.exists(path) and os.path.exists(other)
+                                               and os.path.samefile(path, other)):
+            raise OutputRefusedError(f'{option} {path} is {what}; choose another name (inputs are never replaced, '
+                                     'even with --overwrite)')
+    if os.path.lexists(path) and not overwrite:
+        raise OutputRefusedError(f'{option} {path} exists; pass --overwrite to replace it, or choose another name')
 
 
 def remove_stale_temporaries(folder: str) -> List[str]:
