@@ -286,6 +286,25 @@ def test_tiff_headers_are_checked_too(tmp_path):
         read_image(str(path))
 
 
+def test_a_tiff_that_repeats_its_size_is_refused_before_decoding(tmp_path, monkeypatch):
+    # libtiff keeps the first ImageWidth/ImageLength (18000), a reader keeping the last saw 8x8:
+    # whichever the decoder takes, the limit must see the same, so the file is refused.
+    entries = [(256, 4, 1, 18000), (256, 4, 1, 8), (257, 4, 1, 18000), (257, 4, 1, 8), (258, 3, 1, 16),
+               (277, 3, 1, 3)]
+    ifd = struct.pack('<H', len(entries)) + b''.join(struct.pack('<HHII', *e) for e in entries) + b'\0' * 4
+    path = tmp_path / 'twice.tif'
+    path.write_bytes(b'II*\0' + struct.pack('<I', 8) + ifd)
+
+    def never(*args):
+        raise AssertionError('decoded')
+    monkeypatch.setattr(cv2, 'imdecode', never)
+    with pytest.raises(ValueError, match=r'twice.tif.*gives tag 256 \(width\) twice'):
+        read_image(str(path), max_megapixels=None)
+    models = uploads.Models(device='cpu')
+    with pytest.raises(uploads.AppError, match='twice.tif'):
+        uploads.restore(str(path), 'Deblurring', models, str(tmp_path / 'out'))
+
+
 def test_a_header_the_checker_cannot_read_is_refused_not_decoded(tmp_path):
     # Radiance HDR, which OpenCV decodes and Pillow cannot read, named .png.
     ok, encoded = cv2.imencode('.hdr', np.full((4, 5, 3), 0.5, np.float32))

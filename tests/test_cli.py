@@ -1,4 +1,5 @@
 """utils.inference.cli and the demo's run options: exit codes, skipping, comparison pictures, precision choice."""
+import io
 import os
 import stat
 
@@ -184,6 +185,56 @@ def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
     img, _ = read_image(str(path))
     assert np.array_equal(np.round(img * 255).astype(np.uint8), expected)
     assert img.shape[:2] == ((6, 4) if orientation >= 5 else (4, 6))
+
+
+def blocks_picture():
+    """16x24 RGB of six 8x8 blocks of distinct colours: every orientation looks different, and
+    JPEG keeps flat 8x8 blocks nearly exact."""
+    colours = [(250, 10, 10), (10, 250, 10), (10, 10, 250), (250, 250, 10), (10, 250, 250), (128, 128, 128)]
+    return np.kron(np.array(colours, np.uint8).reshape(2, 3, 3), np.ones((8, 8, 1), np.uint8))
+
+
+def save_oriented(path, stored, orientation):
+    from PIL import Image
+    pil = Image.fromarray(stored)
+    if path.suffix == '.tif':
+        pil.save(path, tiffinfo={0x0112: orientation})  # the TIFF's own Orientation tag
+        return
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    extra = {'.jpg': dict(quality=100, subsampling=0), '.webp': dict(lossless=True)}.get(path.suffix, {})
+    pil.save(path, exif=exif.tobytes(), **extra)
+
+
+@pytest.mark.parametrize('decoder', ['installed', 'without TIFF orientation'])
+@pytest.mark.parametrize('ext', ['.png', '.jpg', '.webp', '.tif'])
+def test_every_orientation_of_every_format_reads_as_a_viewer_shows_it(tmp_path, monkeypatch, ext, decoder):
+    from PIL import Image, ImageOps
+    from utils.files import image_io
+    from utils.files.image_header import read_header
+    if decoder != 'installed':
+        # OpenCV 4.x: the TIFF decoder returns the pixels as stored. Pillow turns TIFFs upright as
+        # it loads them, so its result is turned back by the inverse orientation (6 and 8 swap).
+        def stored_pixels(data, flags):
+            with Image.open(io.BytesIO(data.tobytes())) as pil:
+                tiff, shown = pil.format == 'TIFF', np.asarray(pil.convert('RGB'))
+            o = read_header(io.BytesIO(data.tobytes())).orientation if tiff else 1
+            return np.ascontiguousarray(image_io.apply_orientation(shown, {6: 8, 8: 6}.get(o, o))[:, :, ::-1])
+        monkeypatch.setattr(image_io.cv2, 'imdecode', stored_pixels)
+    image_io.decoder_applies_tiff_orientation.cache_clear()
+    try:
+        for orientation in range(1, 9):
+            path = tmp_path / f'o{orientation}{ext}'
+            save_oriented(path, blocks_picture(), orientation)
+            with Image.open(path) as pil:
+                expected = np.asarray(ImageOps.exif_transpose(pil).convert('RGB')).astype(int)
+            img, _ = image_io.read_image(str(path))
+            assert img.shape == expected.shape, (orientation, img.shape, expected.shape)
+            assert np.abs(np.round(img * 255) - expected).max() <= 4, orientation
+        if decoder != 'installed':
+            assert not image_io.decoder_applies_tiff_orientation()  # the probe saw the stored pixels
+    finally:
+        image_io.decoder_applies_tiff_orientation.cache_clear()
 
 
 def test_png_size_and_orientation_come_from_the_header_without_decoding(tmp_path):

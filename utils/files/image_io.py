@@ -19,6 +19,7 @@ is refused if its header cannot be read or it has more than the reader's
 pixel limit (``DEFAULT_MAX_MEGAPIXELS``, raised with --max_megapixels),
 whatever its extension claims.
 """
+import functools
 import io
 import os
 import warnings
@@ -152,8 +153,11 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
     if img is None:
         raise ValueError(f'cannot decode image {path}: the file is damaged or not an image'
                          + (f' ({cv2_error})' if cv2_error else ''))
-    if img.shape[:2] != (header.height, header.width):  # the limit was checked on what the header said
-        raise ValueError(f'{path}: the header says {header.width}x{header.height} but it decodes as '
+    # OpenCV 5's TIFF decoder turns the image upright itself, 4.x's does not: apply it only once.
+    orientation = 1 if header.format == 'TIFF' and decoder_applies_tiff_orientation() else header.orientation
+    width, height = header.upright_size if orientation != header.orientation else (header.width, header.height)
+    if img.shape[:2] != (height, width):  # the limit was checked on what the header said
+        raise ValueError(f'{path}: the header says {width}x{height} but it decodes as '
                          f'{img.shape[1]}x{img.shape[0]}; the file is damaged')
     if img.ndim == 2:
         img = img[:, :, None]
@@ -164,7 +168,18 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
         img = np.ascontiguousarray(img[:, :, 2::-1])
     else:
         raise ValueError(_too_many_channels(path, channels))
-    return _to_unit_range(apply_orientation(img, header.orientation), path)
+    return _to_unit_range(apply_orientation(img, orientation), path)
+
+
+@functools.lru_cache(maxsize=None)
+def decoder_applies_tiff_orientation() -> bool:
+    """Whether this OpenCV's TIFF decoder applies the Orientation tag itself (5.x does, 4.x does
+    not), found once by decoding a 2x1 TIFF stored mirrored (orientation 2) rather than by version."""
+    from PIL import Image  # deliberately lazy: only TIFFs need the probe
+    buf = io.BytesIO()
+    Image.fromarray(np.array([[0, 255]], np.uint8)).save(buf, 'TIFF', tiffinfo={274: 2})
+    img = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
+    return img is not None and int(img.reshape(-1)[0]) == 255
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
