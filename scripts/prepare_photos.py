@@ -219,6 +219,7 @@ def print_summary(summary: Summary, out: str, failed_packages: List[str]) -> Non
     if summary.kept:
         print(f'{len(summary.kept)} photos already in {out} kept (use --overwrite to redo them)')
     for label, items in (('moved to another split', summary.moved),
+                         ('earlier files of a picture cut otherwise or left out now, removed', summary.removed),
                          ('transparent, composited over black', summary.composited),
                          ('duplicates left out', summary.duplicates), ('not photos, left out', summary.no_photo),
                          ('unreadable, left out', summary.failed)):

@@ -289,6 +289,36 @@ def test_prepare_writes_a_fixed_disjoint_split(tmp_path):
     assert not train & val and len(train | val) == len(expected)
 
 
+def test_a_rerun_with_other_tiles_leaves_no_picture_in_two_splits(tmp_path):
+    rng = np.random.default_rng(2)
+    pictures = []
+    for i in range(6):
+        path = tmp_path / 'src' / f'p{i}.png'
+        write_rgb(path, rng.integers(0, 256, (180, 240, 3), dtype=np.uint8))
+        pictures.append((f'test__p{i}', str(path)))
+    source = photos.Source('test', pictures=pictures)
+    out = tmp_path / 'out'
+    (out / 'train').mkdir(parents=True)
+    write_rgb(out / 'train' / 'mine.png', np.zeros((8, 8, 3), np.uint8))  # not a picture of the run: kept
+
+    def where(picture):
+        return {split for split in photos.SPLITS for f in os.listdir(out / split) if f.startswith(picture + '__')}
+
+    # 180x240 in 64-px tiles: 180 // 64 = 2 rows, 240 // 64 = 3 columns, six tiles of each picture.
+    photos.prepare([source], str(out), max_side=240, val_fraction=0.0, test_fraction=0.0, tile=64)
+    assert all(where(name) == {'train'} for name, _ in pictures)
+    assert len(os.listdir(out / 'train')) == 6 * 6 + 1
+    # Again in 120-px tiles (1 row, 2 columns) with half the pictures held out for testing.
+    summary = photos.prepare([source], str(out), max_side=240, val_fraction=0.0, test_fraction=0.5, tile=120)
+    for name, _ in pictures:
+        split = photos.split_of(name, 0.0, 0.5)
+        assert where(name) == {split}, name
+        assert sorted(f for f in os.listdir(out / split) if f.startswith(name + '__')) == \
+            [f'{name}__t0.png', f'{name}__t1.png']
+    assert len(summary.removed) == 6 * 4  # t2..t5 of every picture
+    assert (out / 'train' / 'mine.png').exists()
+
+
 def test_reserved_packages_are_never_a_source():
     pp = load_prepare_photos()
     assert set(pp.RESERVED_PACKAGES) == {'opencv-doc', 'plasma-workspace-wallpapers'}
