@@ -303,3 +303,22 @@ def test_resume_of_the_sessions_own_checkpoint_and_into_an_empty_session_work(fi
     load_train_script().main(['--resume', str(own)] + argv(finished, 'OPTIM.NUM_EPOCHS', 2, 'MODEL.SESSION', 'copy'))
     copy = session_dir(finished).parent / 'copy' / 'model_latest.pth'
     assert torch.load(copy, weights_only=True)['epoch'] == 2
+
+
+def test_a_photo_folder_holding_the_held_out_splits_is_refused(tmp_path, capsys):
+    # TRAINING.TRAIN_DIR set to prepare_photos.py's root instead of its train/: its subfolders are read.
+    photos = tmp_path / 'photos'
+    rng = np.random.default_rng(0)
+    for split in ('train', 'val', 'test'):
+        for i in range(2):
+            write_image(str(photos / split / f'{split}{i}.png'), rng.random((32, 32, 3)).astype(np.float32))
+    args = ['--device', 'cpu', 'MODEL.MODE', 'Denoising', *TINY, 'OPTIM.BATCH_SIZE', '2', 'OPTIM.NUM_EPOCHS', '1',
+            'TRAINING.TRAIN_PS', '16', 'TRAINING.VAL_PS', '16', 'TRAINING.NUM_WORKERS', '0',
+            'TRAINING.SYNTHETIC', 'denoise', 'TRAINING.VAL_DIR', str(photos / 'val'),
+            'TRAINING.SAVE_DIR', str(tmp_path / 'runs')]
+    err = one_line_exit(capsys, args + ['TRAINING.TRAIN_DIR', str(photos)], 2)
+    assert f'TRAINING.TRAIN_DIR {photos} holds photos kept out of training (test, val)' in err, err
+    assert f'({photos / "train"})' in err
+    assert not (tmp_path / 'runs' / 'Denoising' / 'models' / 'MPRNet').exists()
+    load_train_script().main(args + ['TRAINING.TRAIN_DIR', str(photos / 'train')])  # the right folder trains
+    assert (tmp_path / 'runs' / 'Denoising' / 'models' / 'MPRNet' / 'model_latest.pth').exists()

@@ -22,11 +22,12 @@ from tqdm import tqdm
 
 from utils.files.image_io import read_image, shrink_to_fit, write_image
 
-__all__ = ['SPLITS', 'HELD_OUT_SPLIT', 'HELD_OUT', 'DEFAULT_TILE', 'Source', 'Summary', 'split_of', 'tile_grid',
-           'tiles_of', 'looks_drawn', 'read_photo', 'picture_split', 'prepare']
+__all__ = ['SPLITS', 'HELD_OUT_SPLIT', 'HELD_OUT_SPLITS', 'HELD_OUT', 'DEFAULT_TILE', 'Source', 'Summary', 'split_of',
+           'tile_grid', 'tiles_of', 'looks_drawn', 'read_photo', 'picture_split', 'prepare']
 
 SPLITS = ('train', 'val', 'test', 'test_source')
 HELD_OUT_SPLIT = 'test_source'
+HELD_OUT_SPLITS = ('val', 'test', HELD_OUT_SPLIT)  # never trained on (training refuses a folder holding them)
 # Two pictures whose 32x32 thumbnails differ by less than this (mean absolute, [0, 1]) are one picture.
 DUPLICATE_THRESHOLD = 0.01
 THUMBNAIL = 32

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dataset_RGB import get_training_data, get_validation_data
 from utils.data.data_check import scan_images, scan_pairs
+from utils.data.photos import HELD_OUT_SPLITS
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 from utils.errors import ConfigError
 from utils.training.distributed import DistInfo, ShardSampler
@@ -24,6 +25,24 @@ def _check_folder(path: str, key: str) -> None:
                                 f'directory {os.getcwd()}); set {key} in the config or on the command line')
 
 
+def _check_no_held_out_inside(cfg) -> None:
+    """ConfigError when the photo folder TRAINING.TRAIN_DIR (read with its subfolders) holds a
+    split kept out of training by scripts/prepare_photos.py (val/, test/, test_source/):
+    TRAIN_DIR set to the photo folder's root instead of its train/ would train on them."""
+    t = cfg.TRAINING
+    root = os.path.realpath(t.TRAIN_DIR)
+    inside = []
+    for folder, subfolders, _ in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith('.'))
+        inside += [os.path.join(folder, d) for d in subfolders if d in HELD_OUT_SPLITS]
+    if inside:
+        shown = ', '.join(os.path.relpath(f, root) for f in inside)
+        train = os.path.join(t.TRAIN_DIR, 'train')
+        raise ConfigError(f'TRAINING.TRAIN_DIR {t.TRAIN_DIR} holds photos kept out of training ({shown}), and its '
+                          f'subfolders are all read: point it at the training photos alone'
+                          + (f' ({train})' if os.path.isdir(train) else ''))
+
+
 def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
     """(training, validation) datasets of (target, input, filename) items for the config."""
     t = cfg.TRAINING
@@ -35,6 +54,7 @@ def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
             raise ConfigError(f"TRAINING.SYNTHETIC must be '', 'deblur', 'derain' or 'denoise', got {t.SYNTHETIC!r}")
         if t.CROPS_PER_PHOTO < 1:
             raise ConfigError(f'TRAINING.CROPS_PER_PHOTO must be at least 1, got {t.CROPS_PER_PHOTO}')
+        _check_no_held_out_inside(cfg)
         train = get_synthetic_training_data(t.TRAIN_DIR, t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)
         val = get_synthetic_validation_data(t.VAL_DIR, t.SYNTHETIC, val_ps, t.SEED)
     else:
