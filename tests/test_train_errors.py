@@ -322,3 +322,22 @@ def test_a_photo_folder_holding_the_held_out_splits_is_refused(tmp_path, capsys)
     assert not (tmp_path / 'runs' / 'Denoising' / 'models' / 'MPRNet').exists()
     load_train_script().main(args + ['TRAINING.TRAIN_DIR', str(photos / 'train')])  # the right folder trains
     assert (tmp_path / 'runs' / 'Denoising' / 'models' / 'MPRNet' / 'model_latest.pth').exists()
+
+
+@pytest.mark.parametrize('key, value, words', [
+    ('OPTIM.LR_MIN', -1e-4, 'from 0 to OPTIM.LR_INITIAL'),       # the rate would go below zero
+    ('OPTIM.LR_MIN', 1e-3, 'from 0 to OPTIM.LR_INITIAL'),        # above LR_INITIAL 2e-4
+    ('OPTIM.LR_INITIAL', '1e999', 'positive'),                   # YAML reads it as infinity
+    ('OPTIM.EPS', 0.0, 'positive'),
+    ('OPTIM.BETA1', 1.0, 'in [0, 1)'),
+    ('OPTIM.EDGE_WEIGHT', -0.05, 'at least 0'),
+    ('MODEL.N_FEAT', 2, "0 (the preset's) or from 4"),  # 2 // 4 = 0 attention channels
+    ('MODEL.SCALE_UNETFEATS', -4, "0 (the preset's) or up to 512"),
+    ('TRAINING.VAL_PER_EPOCH', 0, 'at least 1'),
+    ('TRAINING.VAL_EPOCHS', '[3, -1]', 'epochs of at least 1'),
+    ('TRAINING.SEED', -1, 'from 0 to 2**32 - 1'),
+])
+def test_every_numeric_option_has_a_checked_range(root, capsys, key, value, words):
+    err = refused(capsys, argv(root, key, value), f'{key} must be {words}', ', got ')
+    assert len(err.splitlines()) == 1
+    assert no_checkpoint(root)

@@ -14,6 +14,7 @@ from utils.data.data_check import scan_images, scan_pairs
 from utils.data.photos import HELD_OUT_SPLITS
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 from utils.errors import ConfigError
+from utils.training.config import check_option_ranges
 from utils.training.distributed import DistInfo, ShardSampler
 from utils.training.seeding import EpochIndexSampler, SeededSamples, seed_worker
 
@@ -74,18 +75,8 @@ def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
 
 def check_training_options(cfg) -> None:
     """Option values that would only fail later (after the first batch, or mid-epoch), checked at start."""
-    o, t = cfg.OPTIM, cfg.TRAINING
-    if o.BATCH_SIZE < 1:
-        raise ConfigError(f'OPTIM.BATCH_SIZE must be at least 1, got {o.BATCH_SIZE}')
-    if o.NUM_EPOCHS < 1:
-        raise ConfigError(f'OPTIM.NUM_EPOCHS must be at least 1, got {o.NUM_EPOCHS}')
-    if o.LR_INITIAL <= 0:
-        raise ConfigError(f'OPTIM.LR_INITIAL must be positive, got {o.LR_INITIAL}')
-    # The network halves the image three times (stage-1 quadrants, then two encoder levels):
-    # training patches, which are not padded, must be multiples of 8.
-    if t.TRAIN_PS < 8 or t.TRAIN_PS % 8:
-        raise ConfigError(f'TRAINING.TRAIN_PS must be a multiple of 8 of at least 8 (the network halves '
-                          f'patches three times), got {t.TRAIN_PS}')
+    t = cfg.TRAINING
+    check_option_ranges(cfg)
     if t.INIT_WEIGHTS and not os.path.isfile(t.INIT_WEIGHTS):
         raise ConfigError(f'TRAINING.INIT_WEIGHTS: no file {t.INIT_WEIGHTS} (give a checkpoint or released weights '
                           "to fine-tune from, or '' to start from random weights)")
