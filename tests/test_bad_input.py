@@ -423,3 +423,64 @@ def test_skip_existing_redoes_an_empty_result(tmp_path, weights):
                '--skip_existing') == 0
     assert cv2.imread(str(out / 'x.png')).shape == (16, 16, 3)  # redone
     assert cv2.imread(str(out / 'y.png')).shape == (5, 5, 3)    # kept
+
+
+# ---------------------------------------------------------------- memory of a read, whatever the file's size
+
+
+def png_with_chunk_after_ihdr(pixels, kind, data):
+    import zlib
+    ok, encoded = cv2.imencode('.png', pixels)
+    raw = encoded.tobytes()
+    chunk = struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    return raw[:33] + chunk + raw[33:]  # signature (8) + IHDR (25), then the chunk
+
+
+def test_a_small_image_padded_to_a_large_file_costs_its_pixels_not_its_size(tmp_path, monkeypatch):
+    import tracemalloc
+    from utils.files import image_io
+    monkeypatch.setattr(image_io, 'METADATA_BYTES', 2 ** 20)
+    pixels = rgb8(8, 8)
+    ok, encoded = cv2.imencode('.png', pixels)
+    padded = tmp_path / 'padded.png'
+    padded.write_bytes(encoded.tobytes() + b'\0' * (24 * 2 ** 20))  # a valid 8x8 PNG, then 24 MiB
+    small = tmp_path / 'small.png'
+    small.write_bytes(encoded.tobytes())
+    read_image(str(small))  # the decoders' one-off set-up (Pillow's plugins) is not the file's cost
+    tracemalloc.start()
+    try:
+        img, _ = read_image(str(padded))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(np.round(img * 255).astype(np.uint8), pixels[:, :, ::-1])
+    # The budget, 2 x 8 x 8 pixels x 4 samples x 2 bytes + 1 MiB, read once (and the decoder's and
+    # header reader's own few hundred KiB); before, the whole file was held twice: 48 MiB.
+    assert peak < 2 ** 20 + 2 * 8 * 8 * 4 * 2 + 2 ** 20, peak
+    # An image whose pixels lie beyond the budget (3 MiB of text before them) is refused by name.
+    late = tmp_path / 'late.png'
+    late.write_bytes(png_with_chunk_after_ihdr(pixels, b'tEXt', b'comment\0' + b'x' * (3 * 2 ** 20)))
+    with pytest.raises(ValueError, match=r'late.png is 3 MiB, more than the pixels its header gives \(8x8\)'):
+        read_image(str(late))
+
+
+def test_running_out_of_memory_on_one_file_fails_only_that_file(tmp_path, weights, capsys, monkeypatch):
+    from utils.inference import folder_restore
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for name in ('a', 'huge', 'z'):
+        write(folder / f'{name}.png', rgb8(8, 8))
+    reader = folder_restore.read_image
+
+    def out_of_memory_on_huge(path, *args):
+        if 'huge' in path:
+            raise MemoryError('Unable to allocate 2.79 GiB for an array with shape (3000000000,) and data type uint8')
+        return reader(path, *args)
+
+    monkeypatch.setattr(folder_restore, 'read_image', out_of_memory_on_huge)
+    assert run('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'out', '--weights',
+               weights) == 1
+    captured = capsys.readouterr()
+    assert 'huge.png: not enough memory to read it (Unable to allocate 2.79 GiB' in captured.err
+    assert '2 of 3 images restored' in captured.out
+    assert sorted(os.listdir(tmp_path / 'out')) == ['a.png', 'z.png']

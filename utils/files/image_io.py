@@ -35,12 +35,13 @@ from utils.files.image_header import ImageHeader, read_header, require_regular_f
 
 __all__ = ['IMAGE_EXTENSIONS', 'DEFAULT_MAX_MEGAPIXELS', 'ImageTooLargeError', 'check_pixel_limit', 'is_image_file',
            'list_images', 'read_image', 'write_image', 'image_to_tensor', 'tensor_to_image', 'to_uint8',
-           'shrink_to_fit', 'load_mat_array', 'apply_orientation']
+           'shrink_to_fit', 'load_mat_array', 'apply_orientation', 'encoded_budget']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # The reader's pixel limit: a 100-megapixel photo (e.g. 11648x8736) passes; a header claiming
 # 20000x20000 does not. read_image(max_megapixels=) and the --max_megapixels options change it.
 DEFAULT_MAX_MEGAPIXELS = 150.0
+METADATA_BYTES = 64 * 2 ** 20  # what a file may hold beside its pixels (``encoded_budget``)
 
 # OpenCV threads fight DataLoader workers for the same cores.
 cv2.setNumThreads(0)
@@ -137,12 +138,14 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
     FileNotFoundError) naming the file.
     """
     require_regular_file(path)
-    data = np.fromfile(path, dtype=np.uint8)  # works for any path encoding
-    if not data.size:
+    size = os.path.getsize(path)
+    if not size:
         raise ValueError(f'{path} is empty (0 bytes); it is not an image')
-    header = read_header(io.BytesIO(data.tobytes()), path)
+    header = read_header(path)  # from the file itself: nothing but the header is read yet
     check_pixel_limit(path, header.width, header.height, max_megapixels)
     _refuse_undecodable(path, header)
+    budget = encoded_budget(header)
+    data = np.fromfile(path, dtype=np.uint8, count=min(size, budget))  # works for any path encoding
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
@@ -150,6 +153,10 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
         cv2_error = str(err).strip().splitlines()[-1]
     else:
         cv2_error = ''
+    if img is None and size > budget:
+        raise ValueError(f'{path} is {size / 2 ** 20:.0f} MiB, more than the pixels its header gives '
+                         f'({header.width}x{header.height}) can fill, and its first {budget / 2 ** 20:.0f} MiB hold '
+                         'no whole image; it is damaged or holds something else')
     if img is None:
         raise ValueError(f'cannot decode image {path}: the file is damaged or not an image'
                          + (f' ({cv2_error})' if cv2_error else ''))
@@ -180,6 +187,15 @@ def decoder_applies_tiff_orientation() -> bool:
     Image.fromarray(np.array([[0, 255]], np.uint8)).save(buf, 'TIFF', tiffinfo={274: 2})
     img = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
     return img is not None and int(img.reshape(-1)[0]) == 255
+
+
+def encoded_budget(header: ImageHeader) -> int:
+    """The most bytes of a file ``read_image`` reads: twice its pixels uncompressed (the header's
+    samples and bits, else 4 samples of 16 bits), plus METADATA_BYTES for EXIF, colour profiles
+    and embedded previews. A decoder stops at the image's end, so a file padded beyond this
+    (a valid small image, then gigabytes) costs this much memory, not its size."""
+    samples, bits = header.samples or 4, max(header.bits, 8) if header.format == 'TIFF' else 16
+    return 2 * header.width * header.height * samples * bits // 8 + METADATA_BYTES
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:

@@ -93,6 +93,9 @@ def _read_all(plan: Sequence[Pair], fail: _Failures,
         except (OSError, ValueError) as err:
             fail([src], err)
             continue
+        except MemoryError as err:  # numpy's _ArrayMemoryError too: this file fails, the others go on
+            fail([src], MemoryError(f'not enough memory to read it ({err})'))
+            continue
         yield src, dst, img, bit_depth
 
 
