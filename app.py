@@ -188,6 +188,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         check_inference_arguments(args)
+        for option in ('max_upload_mb', 'max_queue'):  # sizes: below 1 no request could ever be taken
+            if getattr(args, option) < 1:
+                raise UsageError(f'--{option} must be at least 1, got {getattr(args, option)}')
         check_listen_address(args.host, args.port)
         keep_freed_memory()  # as every entry point: no page faults on every request (utils/allocator.py)
     except (UsageError, ValueError) as err:  # ValueError: a bad MPRNET_ALLOCATOR

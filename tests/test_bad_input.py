@@ -373,6 +373,9 @@ def test_bad_allocator_setting_is_one_line(one_input, tmp_path, weights, capsys,
     (['--host', '256.1.1.1', '--port', '7861'], '--host 256.1.1.1 is not an address'),
     (['--max_megapixels', 'nan'], '--max_megapixels must be a positive, finite number'),
     (['--max_megapixels', '0'], '--max_megapixels must be a positive, finite number'),
+    (['--max_upload_mb', '-1'], '--max_upload_mb must be at least 1, got -1'),
+    (['--max_upload_mb', '0'], '--max_upload_mb must be at least 1, got 0'),
+    (['--max_queue', '-5'], '--max_queue must be at least 1, got -5'),
 ])
 def test_bad_web_page_options_are_one_line(capsys, argv, message):
     assert app.main(['--device', 'cpu'] + argv) == 2
