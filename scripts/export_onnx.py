@@ -28,6 +28,7 @@ file itself always is. Exit code 2: nothing exported (a bad option, missing
 packages or weights, an output that exists).
 """
 import argparse
+import math
 import os
 import sys
 import time
@@ -222,6 +223,8 @@ def check_options(args: argparse.Namespace) -> None:
     """ExportError naming the option, for values that would fail (or destroy a file) later."""
     if args.threads is not None and args.threads < 1:
         raise ExportError(f'--threads must be at least 1, got {args.threads} (leave it out for the default)')
+    if not (math.isfinite(args.tolerance) and args.tolerance > 0):  # nan or below 0 would fail every check
+        raise ExportError(f'--tolerance must be a positive number, got {args.tolerance:g}')
     try:
         check_output_file(args.out, '--out', args.overwrite)
     except OutputRefusedError as err:
