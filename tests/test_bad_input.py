@@ -487,3 +487,22 @@ def test_running_out_of_memory_on_one_file_fails_only_that_file(tmp_path, weight
     assert 'huge.png: not enough memory to read it (Unable to allocate 2.79 GiB' in captured.err
     assert '2 of 3 images restored' in captured.out
     assert sorted(os.listdir(tmp_path / 'out')) == ['a.png', 'z.png']
+
+
+def test_a_bmp_of_negative_width_is_damaged_not_huge(tmp_path):
+    ok, encoded = cv2.imencode('.bmp', rgb8(16, 8))
+    data = bytearray(encoded.tobytes())
+    assert struct.unpack_from('<ii', data, 18) == (8, 16)  # BITMAPINFOHEADER width, height
+    struct.pack_into('<i', data, 18, -8)
+    path = tmp_path / 'negative.bmp'
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r'negative.bmp: the file is damaged .*impossible size, -8x16\)'):
+        read_image(str(path))
+
+
+def test_a_pipe_as_the_input_is_named_a_pipe(tmp_path, weights, capsys):
+    os.mkfifo(tmp_path / 'fifo')
+    assert run('--task', 'Deblurring', '--input_dir', tmp_path / 'fifo', '--result_dir', tmp_path / 'out',
+               '--weights', weights) == 2
+    err = capsys.readouterr().err
+    assert f'{tmp_path / "fifo"} is not a regular file (a pipe' in err and 'does not exist' not in err, err

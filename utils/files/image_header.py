@@ -102,7 +102,24 @@ def _tiff_header(stream: BinaryIO) -> ImageHeader:
     return ImageHeader(**values)
 
 
+# No format stores a side of 2**31 pixels or more: such a size is a negative number read as unsigned
+# (a BMP of width -8 reads as 4294967288) or damage, not an image to weigh against the pixel limit.
+_MAX_SIDE = 2 ** 31 - 1
+
+
 def read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> ImageHeader:
+    """The header of an image file (a path or a binary stream), without decoding its pixels; a
+    size of 0 or beyond any format's range is refused as damage (ValueError naming the file)."""
+    header = _read_header(source, name)
+    if not (0 < header.width <= _MAX_SIDE and 0 < header.height <= _MAX_SIDE):
+        width, height = (w - 2 ** 32 if _MAX_SIDE < w < 2 ** 32 else w for w in (header.width, header.height))
+        shown = name or (source if isinstance(source, str) else 'the image')
+        raise ValueError(f'cannot decode image {shown}: the file is damaged or not an image (its header '
+                         f'gives an impossible size, {width}x{height})')
+    return header
+
+
+def _read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> ImageHeader:
     """The header of an image file (a path or a binary stream), without decoding its pixels.
 
     TIFFs are read by ``_tiff_header``, everything else by Pillow. A header
@@ -112,7 +129,7 @@ def read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> Ima
     if isinstance(source, str):
         require_regular_file(source)
         with open(source, 'rb') as stream:
-            return read_header(stream, name or source)
+            return _read_header(stream, name or source)
     try:
         source.seek(0)
         if source.read(4) in _TIFF_SIGNATURES:

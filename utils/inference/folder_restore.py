@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from utils.files.image_io import (DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, is_image_file, list_images, read_image,
                             write_image)
+from utils.files.image_header import require_regular_file
 from utils.inference.restorer import Restorer
 
 __all__ = ['collect_inputs', 'same_size_batches', 'restore_batch', 'restore_images', 'restore_folder']
@@ -36,6 +37,8 @@ def collect_inputs(input_path: str) -> Tuple[List[str], str, int]:
             raise ValueError(f'{input_path} is not a supported image; use one of: {", ".join(IMAGE_EXTENSIONS)}')
         return [input_path], os.path.dirname(os.path.abspath(input_path)), 0
     if not os.path.isdir(input_path):
+        if os.path.lexists(input_path):
+            require_regular_file(input_path)  # a pipe or a dangling link, named for what it is
         raise FileNotFoundError(f'input {input_path} does not exist')
     files = list_images(input_path)
     if not files:
