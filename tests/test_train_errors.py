@@ -341,3 +341,24 @@ def test_every_numeric_option_has_a_checked_range(root, capsys, key, value, word
     err = refused(capsys, argv(root, key, value), f'{key} must be {words}', ', got ')
     assert len(err.splitlines()) == 1
     assert no_checkpoint(root)
+
+
+@pytest.mark.parametrize('kind', ['folder', 'dangling link', 'binary junk'])
+def test_a_lock_that_is_no_lock_is_one_line(root, capsys, kind):
+    session_dir(root).mkdir(parents=True)
+    lock = session_dir(root) / '.lock'
+    if kind == 'folder':
+        lock.mkdir()
+    elif kind == 'dangling link':
+        os.symlink(root / 'nowhere', lock)
+    else:  # a regular file, as our locks are, holding what no run wrote: unreadable, so stale
+        lock.write_bytes(b'\xff\xfe\x00\x81' * 64)
+        load_train_script().main(argv(root))
+        out = capsys.readouterr()
+        assert f'replaced the stale lock {lock} (unreadable)' in out.out + out.err
+        assert sorted(os.listdir(session_dir(root))) == ['model_latest.pth']
+        return
+    err = one_line_exit(capsys, argv(root), 2)
+    what = 'a symbolic link' if kind == 'dangling link' else 'not a regular file (a folder?)'
+    assert f'its lock {lock} is {what}, which no run writes; remove it' in err, err
+    assert os.path.lexists(lock) and not [f for f in os.listdir(session_dir(root)) if f.endswith('.pth')]

@@ -165,8 +165,8 @@ def _pid_alive(pid: int) -> bool:
 def _read_owner(lock: str) -> Optional[List[str]]:
     """[pid, host] written in `lock`, or None when it is gone or holds something else."""
     try:
-        with open(lock) as f:
-            fields = f.read().split()
+        with open(lock, 'rb') as f:
+            fields = f.read(256).decode('utf-8', 'replace').split()  # junk is unreadable, not an error
     except FileNotFoundError:
         return None
     return fields if len(fields) == 2 and fields[0].isdigit() else None
@@ -192,6 +192,11 @@ def hold_folder(folder: str, what: str, notes: Optional[List[str]] = None) -> It
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        if os.path.islink(lock) or (os.path.lexists(lock) and not os.path.isfile(lock)):
+            # Not what this module writes (a regular file), so not ours to replace.
+            kind = 'a symbolic link' if os.path.islink(lock) else 'not a regular file (a folder?)'
+            raise FolderLockedError(f'{what}: its lock {lock} is {kind}, which no run writes; remove it if no run '
+                                    'is active')
         owner = _read_owner(lock)
         if os.path.exists(lock):
             if owner is None or (owner[1] == host and not _pid_alive(int(owner[0]))):
