@@ -362,3 +362,13 @@ def test_a_lock_that_is_no_lock_is_one_line(root, capsys, kind):
     what = 'a symbolic link' if kind == 'dangling link' else 'not a regular file (a folder?)'
     assert f'its lock {lock} is {what}, which no run writes; remove it' in err, err
     assert os.path.lexists(lock) and not [f for f in os.listdir(session_dir(root)) if f.endswith('.pth')]
+
+
+def test_a_pair_whose_names_differ_only_in_accent_encoding_gets_a_hint(root, capsys):
+    import unicodedata
+    nfc, nfd = unicodedata.normalize('NFC', 'café'), unicodedata.normalize('NFD', 'café')
+    assert nfc != nfd and len(nfd.encode()) == len(nfc.encode()) + 1  # e + combining accent
+    write_set(root / 'train', [nfc])
+    os.rename(root / 'train' / 'target' / f'{nfc}.png', root / 'train' / 'target' / f'{nfd}.png')
+    refused(capsys, argv(root), 'inputs without a target', 'targets without an input',
+            f'{nfc}: the same name in both folders with its accents encoded differently (Unicode NFC and NFD')
