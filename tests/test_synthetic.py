@@ -396,3 +396,36 @@ def test_photo_folders_and_exclusions_of_a_package():
     assert pp.in_photo_folders('usr/share/stellarium/landscapes/garching/garching-gl1.png', stellarium)
     for layer in ('trees/trees_illum_512.png', 'ocean/fog.png', 'guereins/guereins8-lgt.png', 'sun/sun-256.png'):
         assert not pp.in_photo_folders(f'usr/share/stellarium/landscapes/{layer}', stellarium), layer
+
+
+def test_prepare_photos_options_that_name_no_folder_or_no_package(tmp_path, capsys):
+    pp = load_prepare_photos()
+    a_file = tmp_path / 'notes.txt'
+    a_file.write_text('x')
+    for argv, message in ((['--out', str(a_file)], f'--out {a_file} is a file; name a folder'),
+                          (['--deb_dir', str(a_file)], f'--deb_dir {a_file} is a file; name a folder'),
+                          (['--packages', '../../etc'], '--packages: ../../etc is not a Debian package name')):
+        with pytest.raises(SystemExit) as stopped:
+            pp.parse_args(argv)
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_newest_cached_package_is_used(tmp_path):
+    pp = load_prepare_photos()
+    for name in ('mate-backgrounds_1.9-1_all.deb', 'mate-backgrounds_1.10-1_all.deb',
+                 'mate-backgrounds_1.10~rc1-1_all.deb', 'mate-backgrounds-extra_9.0_all.deb'):
+        (tmp_path / name).write_bytes(b'')
+    # 1.10-1 is newer than 1.9-1 (not by the characters) and than its release candidate 1.10~rc1.
+    assert pp._cached_deb('mate-backgrounds', str(tmp_path)) == str(tmp_path / 'mate-backgrounds_1.10-1_all.deb')
+
+
+def test_every_source_failing_is_exit_1(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    # No apt-get on PATH: every Debian package fails; scikit-image's photos are still written.
+    env = dict(os.environ, PATH=str(tmp_path / 'empty'), OMP_NUM_THREADS='1')
+    run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'prepare_photos.py'), '--out',
+                          str(tmp_path / 'out'), '--packages', 'mate-backgrounds', '--max_side', '64'],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert 'packages skipped: mate-backgrounds' in run.stdout

@@ -144,6 +144,7 @@ class Summary:
     no_photo: List[str] = field(default_factory=list)
     composited: List[str] = field(default_factory=list)
     failed: List[str] = field(default_factory=list)
+    failed_sources: List[str] = field(default_factory=list)  # sources that gave nothing (named by the caller)
 
 
 def picture_split(name: str, source: Source, val_fraction: float, test_fraction: float) -> str:
