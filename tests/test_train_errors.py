@@ -372,3 +372,19 @@ def test_a_pair_whose_names_differ_only_in_accent_encoding_gets_a_hint(root, cap
     os.rename(root / 'train' / 'target' / f'{nfc}.png', root / 'train' / 'target' / f'{nfd}.png')
     refused(capsys, argv(root), 'inputs without a target', 'targets without an input',
             f'{nfc}: the same name in both folders with its accents encoded differently (Unicode NFC and NFD')
+
+
+def test_a_pair_broken_beyond_its_header_is_one_line_from_a_loader_worker(root, capsys):
+    from conftest import png_header_only
+    (root / 'train' / 'input' / 'b.png').write_bytes(png_header_only(32, 32))  # header fine, pixels not
+    err = one_line_exit(capsys, argv(root, 'TRAINING.NUM_WORKERS', 1), 2)
+    assert f'cannot decode image {root / "train" / "input" / "b.png"}' in err, err
+    assert 'DataLoader worker process 0' in err and 'Traceback' not in err
+
+
+def test_a_pair_over_the_pixel_limit_is_found_by_the_start_up_scan(root, capsys, monkeypatch):
+    from utils.data import data_check
+    monkeypatch.setattr(data_check, 'DEFAULT_MAX_MEGAPIXELS', 0.001)  # 1000 pixels: the 32x32 pairs are over it
+    err = refused(capsys, argv(root), 'is 32x32 (0.0 megapixels), more than the limit of 0.001',
+                  'training reads images of up to 0.001 megapixels: shrink or cut it into tiles')
+    assert '--max_megapixels' not in err

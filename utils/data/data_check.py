@@ -10,6 +10,7 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 from utils.files.image_header import image_size
+from utils.files.image_io import DEFAULT_MAX_MEGAPIXELS, check_pixel_limit
 
 __all__ = ['DataCheckError', 'scan_pairs', 'scan_images']
 
@@ -21,8 +22,15 @@ class DataCheckError(ValueError):
 
 
 def _safe_size(path: str, problems: List[str]) -> Optional[Tuple[int, int]]:
+    """The image's size, or None with what is wrong appended to `problems`: an unreadable header,
+    or more pixels than the training readers take (read_image's default limit), which would
+    otherwise stop a DataLoader worker in the middle of an epoch."""
     try:
-        return image_size(path)
+        size = image_size(path)
+        check_pixel_limit(path, *size, DEFAULT_MAX_MEGAPIXELS,
+                          advice=f'training reads images of up to {DEFAULT_MAX_MEGAPIXELS:g} megapixels: shrink or '
+                                 'cut it into tiles')
+        return size
     except ValueError as err:
         problems.append(str(err))
         return None

@@ -66,20 +66,23 @@ def list_images(folder: str) -> List[str]:
 class ImageTooLargeError(ValueError):
     """An image with more pixels than the reader's limit, found from its header before decoding."""
 
-    def __init__(self, path: str, width: int, height: int, max_megapixels: float):
+    def __init__(self, path: str, width: int, height: int, max_megapixels: float,
+                 advice: str = 'pass --max_megapixels to raise it if the memory allows'):
         self.path, self.width, self.height, self.max_megapixels = path, width, height, max_megapixels
         super().__init__(f'{path} is {width}x{height} ({self.megapixels:.1f} megapixels), more than the limit of '
-                         f'{max_megapixels:g}; pass --max_megapixels to raise it if the memory allows')
+                         f'{max_megapixels:g}; {advice}')
 
     @property
     def megapixels(self) -> float:
         return self.width * self.height / 1e6
 
 
-def check_pixel_limit(path: str, width: int, height: int, max_megapixels: Optional[float]) -> None:
-    """ImageTooLargeError when width x height is above `max_megapixels` (None: no limit)."""
+def check_pixel_limit(path: str, width: int, height: int, max_megapixels: Optional[float],
+                      advice: Optional[str] = None) -> None:
+    """ImageTooLargeError when width x height is above `max_megapixels` (None: no limit); `advice`
+    replaces the command-line advice where there is no --max_megapixels (training)."""
     if max_megapixels is not None and width * height > max_megapixels * 1e6:
-        raise ImageTooLargeError(path, width, height, max_megapixels)
+        raise ImageTooLargeError(path, width, height, max_megapixels, *([advice] if advice else []))
 
 
 def _too_many_channels(path: str, channels: int) -> str:
