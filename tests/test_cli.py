@@ -148,6 +148,19 @@ def test_results_are_written_atomically_with_the_usual_permissions(tmp_path):
     assert os.listdir(tmp_path) == ['r.png']
 
 
+def test_a_result_named_up_to_the_file_systems_limit_is_written(tmp_path):
+    from utils.files.atomic import remove_stale_temporaries
+    path = tmp_path / ('r' * 251 + '.png')  # 255 bytes, the longest name ext4 and most others take
+    write_image(str(path), np.full((4, 5, 3), 0.5, np.float32))
+    assert os.listdir(tmp_path) == [path.name]
+    # What a killed write leaves is recognised as ours, and nothing else is.
+    stale = tmp_path / ('.' + 'r' * 100 + '.abcd_123.tmp')
+    stale.write_bytes(b'half')
+    (tmp_path / '.notes.tmp').write_bytes(b'the user\'s')
+    assert remove_stale_temporaries(str(tmp_path)) == [str(stale)]
+    assert sorted(os.listdir(tmp_path)) == ['.notes.tmp', path.name]
+
+
 @pytest.mark.parametrize('hard_links', [True, False])
 def test_a_write_that_must_not_replace_keeps_what_appeared(tmp_path, monkeypatch, hard_links):
     import errno

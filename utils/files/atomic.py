@@ -77,7 +77,9 @@ def atomic_output(path: str, durable: bool = False, replace: bool = True) -> Ite
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix=_SUFFIX, dir=folder)
+    # The name's first 100 characters: a result named up to the file system's 255 would otherwise
+    # get a temporary name too long to create.
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path)[:100] + '.', suffix=_SUFFIX, dir=folder)
     os.close(fd)
     try:
         yield tmp
