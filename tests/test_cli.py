@@ -87,6 +87,26 @@ def test_compare_writes_every_input_beside_its_result(inputs, tmp_path, weights)
                weights, '--compare', picture) == EXIT_NOTHING_RUN
 
 
+def test_a_comparison_of_many_photos_stays_within_its_pixel_budget(tmp_path, monkeypatch):
+    from utils.evaluation import visualize
+    from utils.evaluation.visualize import GAP, LABEL_HEIGHT, comparison_picture, panel_side
+    # 150 photos at the 480-px default would be 150 x 516 x 984 = 76 megapixels.
+    side = panel_side(150)
+    assert side % 8 == 0 and 150 * (side + LABEL_HEIGHT + GAP) * (2 * side + 3 * GAP) <= 40e6 < \
+        150 * (side + 8 + LABEL_HEIGHT + GAP) * (2 * side + 16 + 3 * GAP)
+    assert panel_side(3) == 480 and panel_side(10 ** 6) == visualize.MIN_PANEL_SIDE
+    # On real files, with the budget made small: 12 pairs of 96x96 photos shrink to 48-px panels.
+    monkeypatch.setattr(visualize, 'COMPARE_MEGAPIXELS', 12 * (48 + LABEL_HEIGHT + GAP) * (2 * 48 + 3 * GAP) / 1e6)
+    pairs = []
+    for i in range(12):
+        for kind in ('in', 'out'):
+            write_image(str(tmp_path / f'{kind}{i}.png'), np.full((96, 96, 3), i / 12, np.float32))
+        pairs.append((str(tmp_path / f'in{i}.png'), str(tmp_path / f'out{i}.png')))
+    picture = comparison_picture(pairs)
+    assert picture.dtype == np.uint8 and picture.shape[1] == 2 * 48 + 3 * GAP
+    assert picture.shape[0] == 12 * (48 + LABEL_HEIGHT + GAP)
+
+
 def test_unusable_result_folder_is_refused_before_any_image(inputs, tmp_path, weights, capsys):
     a_file = tmp_path / 'file.txt'
     a_file.write_text('x')

@@ -226,15 +226,18 @@ def shrink_to_fit(img: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def write_image(path: str, img: np.ndarray, bit_depth: int = 8, replace: bool = True) -> None:
-    """Write float RGB (H, W, 3) in [0, 1] as an 8- or 16-bit image (rounded, clipped).
+    """Write float RGB (H, W, 3) in [0, 1] as an 8- or 16-bit image (rounded, clipped); uint8 RGB
+    is written as it is at 8 bits.
 
     The format follows the file extension; 16 bits need PNG or TIFF. The file
     appears whole or not at all: it is written under a temporary name in the same
     folder and renamed (an interrupted run never leaves half an image). `replace` False keeps a
     file that appeared at `path` meanwhile and raises ``OutputAppearedError`` instead.
     """
-    img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
-    if bit_depth == 16:
+    if isinstance(img, np.ndarray) and img.dtype == np.uint8 and bit_depth == 8:
+        out = img  # already 8 bits (a comparison picture): no float copy of a large picture
+    elif bit_depth == 16:
+        img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
         if not path.lower().endswith(('.png', '.tif', '.tiff')):
             raise ValueError(f'{path}: 16-bit output needs a .png or .tif name')
         out = np.round(img * 65535.0).astype(np.uint16)
