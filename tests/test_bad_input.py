@@ -506,3 +506,27 @@ def test_a_pipe_as_the_input_is_named_a_pipe(tmp_path, weights, capsys):
                '--weights', weights) == 2
     err = capsys.readouterr().err
     assert f'{tmp_path / "fifo"} is not a regular file (a pipe' in err and 'does not exist' not in err, err
+
+
+def test_a_progressive_jpeg_repeating_its_scans_is_refused_before_decoding(tmp_path, monkeypatch):
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(rgb8(64, 64)).save(buf, 'JPEG', progressive=True, quality=90)
+    data = buf.getvalue()
+    scans = data.count(b'\xff\xda')
+    assert 2 <= scans <= 20  # what an encoder writes
+    fine = tmp_path / 'fine.jpg'
+    fine.write_bytes(data)
+    assert read_image(str(fine))[0].shape == (64, 64, 3)
+    # The last scan (from its SOS marker to the EOI marker) written 300 times over.
+    last = data.rindex(b'\xff\xda')
+    repeated = tmp_path / 'repeated.jpg'
+    repeated.write_bytes(data[:last] + data[last:-2] * 300 + data[-2:])
+
+    def never(*args):
+        raise AssertionError('decoded')
+    monkeypatch.setattr(cv2, 'imdecode', never)
+    with pytest.raises(ValueError, match=rf'repeated.jpg is a JPEG of {scans - 1 + 300} scans .* more than 256 '
+                                         'are refused'):
+        read_image(str(repeated))

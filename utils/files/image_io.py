@@ -42,6 +42,7 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # 20000x20000 does not. read_image(max_megapixels=) and the --max_megapixels options change it.
 DEFAULT_MAX_MEGAPIXELS = 150.0
 METADATA_BYTES = 64 * 2 ** 20  # what a file may hold beside its pixels (``encoded_budget``)
+MAX_JPEG_SCANS = 256  # progressive JPEGs: each scan is a pass over the whole image (``_refuse_costly``)
 
 # OpenCV threads fight DataLoader workers for the same cores.
 cv2.setNumThreads(0)
@@ -103,6 +104,18 @@ def _refuse_undecodable(path: str, header: ImageHeader) -> None:
                          'it without alpha (16-bit gray) or as 16-bit RGBA to keep its depth')
 
 
+def _refuse_costly(path: str, header: ImageHeader, data: np.ndarray) -> None:
+    """Files whose decoding costs far more than their pixels: a progressive JPEG decodes each scan
+    over the whole image, and one of a few MB can repeat a scan tens of thousands of times (hours
+    of work). Encoders write about 10 scans; more than MAX_JPEG_SCANS are refused. Each scan
+    starts with the SOS marker FF DA, which entropy-coded data never holds (it stuffs FF as FF 00)."""
+    if header.format in ('JPEG', 'MPO'):
+        scans = data.tobytes().count(b'\xff\xda')
+        if scans > MAX_JPEG_SCANS:
+            raise ValueError(f'{path} is a JPEG of {scans} scans (encoders write about 10): decoding it would take '
+                             f'minutes to hours; more than {MAX_JPEG_SCANS} are refused, save it again')
+
+
 def _to_unit_range(img: np.ndarray, path: str) -> Tuple[np.ndarray, int]:
     """Any pixel type -> (float32 in [0, 1], bits per sample), by the rule in the module docstring."""
     kind, bits = img.dtype, img.dtype.itemsize * 8
@@ -149,6 +162,7 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
     _refuse_undecodable(path, header)
     budget = encoded_budget(header)
     data = np.fromfile(path, dtype=np.uint8, count=min(size, budget))  # works for any path encoding
+    _refuse_costly(path, header, data)
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
