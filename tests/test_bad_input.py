@@ -321,6 +321,38 @@ def test_a_header_the_checker_cannot_read_is_refused_not_decoded(tmp_path):
 # ---------------------------------------------------------------- 12: SIGTERM
 
 
+def test_the_web_page_keeps_gradios_copies_private_and_removes_them(tmp_path, monkeypatch):
+    """Gradio copies every upload and result into GRADIO_TEMP_DIR (/tmp/gradio when unset, readable
+    by every user and never emptied): the page points it into its own folder, removed at the end."""
+    monkeypatch.setattr('tempfile.tempdir', str(tmp_path))
+    monkeypatch.setenv('GRADIO_TEMP_DIR', '/somewhere/the/user/chose')
+    seen = {}
+
+    class Page:
+        def queue(self, **kwargs):
+            pass
+
+        def launch(self, allowed_paths, **kwargs):
+            cache = os.environ['GRADIO_TEMP_DIR']
+            seen['cache'] = cache
+            seen['modes'] = [os.stat(f).st_mode & 0o777 for f in (os.path.dirname(cache), cache)]
+            write(os.path.join(cache, 'upload.png'), rgb8(4, 4))  # what Gradio does with an upload
+            raise KeyboardInterrupt  # Ctrl-C
+
+    def import_gradio():
+        seen['at_import'] = os.environ['GRADIO_TEMP_DIR']
+        return types.SimpleNamespace(themes=types.SimpleNamespace(Default=lambda **kwargs: None))
+    monkeypatch.setattr(app, 'import_gradio', import_gradio)
+    monkeypatch.setattr(app, 'build_page', lambda *args: Page())
+    monkeypatch.setattr(app, 'check_listen_address', lambda host, port: None)
+    assert app.main(['--device', 'cpu']) == 0
+    assert seen['at_import'] == seen['cache'] and seen['cache'].startswith(str(tmp_path))
+    assert seen['modes'] == [0o700, 0o700]  # this user's only
+    folder = os.path.dirname(seen['cache'])
+    assert not os.path.exists(folder) and os.listdir(tmp_path) == []
+    assert os.environ['GRADIO_TEMP_DIR'] == '/somewhere/the/user/chose'
+
+
 def test_the_web_page_cleans_up_on_sigterm(tmp_path, monkeypatch):
     """main() with a stand-in page whose launch() gets SIGTERM, as `timeout` or `kill` send it."""
     monkeypatch.setattr('tempfile.tempdir', str(tmp_path))
