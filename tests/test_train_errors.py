@@ -325,8 +325,7 @@ def test_a_photo_folder_holding_the_held_out_splits_is_refused(tmp_path, capsys)
 
 
 @pytest.mark.parametrize('key, value, words', [
-    ('OPTIM.LR_MIN', -1e-4, 'from 0 to OPTIM.LR_INITIAL'),       # the rate would go below zero
-    ('OPTIM.LR_MIN', 1e-3, 'from 0 to OPTIM.LR_INITIAL'),        # above LR_INITIAL 2e-4
+    ('OPTIM.LR_MIN', -1e-4, 'at least 0'),                       # the rate would go below zero
     ('OPTIM.LR_INITIAL', '1e999', 'positive'),                   # YAML reads it as infinity
     ('OPTIM.EPS', 0.0, 'positive'),
     ('OPTIM.BETA1', 1.0, 'in [0, 1)'),
@@ -388,3 +387,14 @@ def test_a_pair_over_the_pixel_limit_is_found_by_the_start_up_scan(root, capsys,
     err = refused(capsys, argv(root), 'is 32x32 (0.0 megapixels), more than the limit of 0.001',
                   'training reads images of up to 0.001 megapixels: shrink or cut it into tiles')
     assert '--max_megapixels' not in err
+
+
+def test_a_patch_larger_than_every_training_image_gets_a_note(root, capsys):
+    # The 32x32 pairs cannot hold a 48-px patch: every patch is partly reflect-padding.
+    load_train_script().main(argv(root, 'TRAINING.TRAIN_PS', 48))
+    out = capsys.readouterr()
+    assert ('note: TRAINING.TRAIN_PS 48 is larger than every training image (the largest, 32x32): every patch is '
+            'partly reflect-padded') in out.out + out.err
+    load_train_script().main(argv(root, 'MODEL.SESSION', 'fits'))  # 16-px patches fit: no note
+    out = capsys.readouterr()
+    assert 'larger than every training image' not in out.out + out.err

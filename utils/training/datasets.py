@@ -4,13 +4,13 @@ scanned first (utils/data/data_check.py), and the loaders that shard and seed th
 Option values that would fail only mid-run are checked here before anything is built.
 """
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dataset_RGB import get_training_data, get_validation_data
-from utils.data.data_check import scan_images, scan_pairs
+from utils.data.data_check import patch_note, scan_images, scan_pairs
 from utils.data.photos import HELD_OUT_SPLITS
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 from utils.errors import ConfigError
@@ -44,8 +44,9 @@ def _check_no_held_out_inside(cfg) -> None:
                           + (f' ({train})' if os.path.isdir(train) else ''))
 
 
-def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
-    """(training, validation) datasets of (target, input, filename) items for the config."""
+def build_datasets(cfg, notes: Optional[List[str]] = None) -> Tuple[Dataset, Dataset]:
+    """(training, validation) datasets of (target, input, filename) items for the config; what the
+    data scan has to say (a patch larger than every image) is appended to `notes`."""
     t = cfg.TRAINING
     _check_folder(t.TRAIN_DIR, 'TRAINING.TRAIN_DIR')
     _check_folder(t.VAL_DIR, 'TRAINING.VAL_DIR')
@@ -67,9 +68,12 @@ def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
     if t.SCAN_DATA:
         for dataset, key in ((train, 'TRAINING.TRAIN_DIR'), (val, 'TRAINING.VAL_DIR')):
             if hasattr(dataset, 'pairs'):
-                scan_pairs(dataset.pairs, f'{key} {getattr(t, key.split(".")[1])}')
+                sizes = scan_pairs(dataset.pairs, f'{key} {getattr(t, key.split(".")[1])}')
             else:
-                scan_images(dataset.photos, f'{key} {getattr(t, key.split(".")[1])}')
+                sizes = scan_images(dataset.photos, f'{key} {getattr(t, key.split(".")[1])}')
+            note = patch_note(sizes, t.TRAIN_PS, 'TRAINING.TRAIN_PS') if dataset is train else None
+            if note and notes is not None:
+                notes.append(note)
     return train, val
 
 
@@ -85,14 +89,14 @@ def check_training_options(cfg) -> None:
 
 
 def build_dataloaders(cfg, dist_info: DistInfo, device: torch.device,
-                      datasets: Optional[Tuple[Dataset, Dataset]] = None
+                      datasets: Optional[Tuple[Dataset, Dataset]] = None, notes: Optional[List[str]] = None
                       ) -> Tuple[DataLoader, EpochIndexSampler, DataLoader]:
     """(train loader, its sampler for set_epoch, validation loader) for this process.
 
     Each process loads OPTIM.BATCH_SIZE / world_size samples per step, so the
     global batch is OPTIM.BATCH_SIZE whatever the number of processes.
     """
-    train_set, val_set = datasets or build_datasets(cfg)
+    train_set, val_set = datasets or build_datasets(cfg, notes)
     batch, world = cfg.OPTIM.BATCH_SIZE, dist_info.world_size
     if batch % world:
         raise ConfigError(f'OPTIM.BATCH_SIZE {batch} (the global batch) must be divisible by the number of '

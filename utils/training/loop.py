@@ -171,10 +171,13 @@ def _train(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]
            log_dir: str) -> Dict[str, Any]:
     resume_path = _resume_path(cfg, resume, model_dir)
     seed_everything(cfg.TRAINING.SEED)  # before the model is built: the published initialisation
-    train_loader, sampler, val_loader = build_dataloaders(cfg, dist_info, device)
+    data_notes: List[str] = []
+    train_loader, sampler, val_loader = build_dataloaders(cfg, dist_info, device, notes=data_notes)
     trainer = Trainer(cfg, device, dist_info)
     trainer.latest_path = os.path.join(model_dir, 'model_latest.pth')
     log = _RunLog(log_dir, dist_info.is_main)
+    for note in data_notes:
+        log.line(f'note: {note}')
     if len(cfg.GPU) > 1 and device.type == 'cuda' and not dist_info.enabled:
         log.line(f'note: GPU lists {len(cfg.GPU)} GPUs but one process trains on one; use all with '
                  f'torchrun --nproc_per_node {len(cfg.GPU)} (CUDA_VISIBLE_DEVICES picks which)')
