@@ -19,7 +19,7 @@ from utils.evaluation import metrics
 from utils.files.image_io import list_images, read_image
 from utils.data.image_pairs import pair_by_stem
 
-__all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'score_matlab_rgb', 'score_y_channel',
+__all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'worker_count', 'score_matlab_rgb', 'score_y_channel',
            'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'evaluate_folders',
            'report']
 
@@ -91,6 +91,18 @@ def score_matlab_float(blocks: Tuple[np.ndarray, np.ndarray]) -> Tuple[float, fl
     return metrics.psnr(result, target, 1.0), metrics.ssim(result, target, 1.0)
 
 
+def worker_count(text: str) -> int:
+    """argparse type of --workers: an integer of at least 1 (below, a run would fall back to one
+    process without a word)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value
+
+
 def evaluation_arguments(description: str, datasets: Sequence[str], gt_default: str,
                          gt_layout: str, restrict: bool = True) -> argparse.ArgumentParser:
     """The options every evaluation script shares: --datasets, --result_dir, --gt_dir, --workers."""
@@ -101,7 +113,7 @@ def evaluation_arguments(description: str, datasets: Sequence[str], gt_default: 
                         help='root of the results, <result_dir>/<dataset>/*.png (default: %(default)s)')
     parser.add_argument('--gt_dir', default=gt_default,
                         help=f'root holding {gt_layout} (default: %(default)s)')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+    parser.add_argument('--workers', type=worker_count, default=os.cpu_count() or 1,
                         help='processes scoring images in parallel (default: all cores, %(default)s)')
     return parser
 
