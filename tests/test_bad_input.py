@@ -562,3 +562,14 @@ def test_a_progressive_jpeg_repeating_its_scans_is_refused_before_decoding(tmp_p
     with pytest.raises(ValueError, match=rf'repeated.jpg is a JPEG of {scans - 1 + 300} scans .* more than 256 '
                                          'are refused'):
         read_image(str(repeated))
+
+
+def test_the_web_page_names_an_upload_it_has_no_memory_for(tmp_path, monkeypatch):
+    path = tmp_path / 'big.png'
+    write(path, rgb8(8, 8))
+
+    def out_of_memory(*args):
+        raise MemoryError('Unable to allocate 2.79 GiB for an array')
+    monkeypatch.setattr(uploads, 'read_image', out_of_memory)
+    with pytest.raises(uploads.AppError, match='not enough memory to read big.png; try a smaller image'):
+        uploads.restore(str(path), 'Deblurring', uploads.Models(device='cpu'), str(tmp_path / 'out'))
