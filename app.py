@@ -3,7 +3,8 @@
     pip install -e '.[app]'
     python app.py                 # then open http://127.0.0.1:7860
 
-Drop or pick an image, choose the task, compare input and result with a
+Drop or pick an image, choose the task (or type several in order, e.g.
+Denoising,Deblurring, to run them one after the other), compare input and result with a
 slider and download the result as a PNG (16-bit in, 16-bit out). The page
 uses the demo's machinery: the same weights lookup (official, else bundled;
 ``utils/files/weights.py``), one ``Restorer`` per task with the chosen device,
@@ -62,13 +63,13 @@ def build_page(models: Models, out_dir: str, max_megapixels: float = DEFAULT_MAX
     """The Gradio Blocks page (not launched)."""
     gr = import_gradio()
 
-    def on_restore(path, task, progress=gr.Progress()):
+    def on_restore(path, task, chain, progress=gr.Progress()):
         def report(done, total):
             progress((done, total), desc=f'tile {done} of {total}' if total > 1 else 'restoring', unit='tiles')
 
         progress(0, desc='reading the image')
-        try:
-            result = restore(path, task, models, out_dir, max_megapixels, report)
+        try:  # a chain typed in replaces the one task chosen above it
+            result = restore(path, (chain or '').strip() or task, models, out_dir, max_megapixels, report)
         except AppError as err:
             gr.Warning(str(err), title='Could not restore')
             return None, None, f'**Could not restore:** {err}'
@@ -93,6 +94,8 @@ def build_page(models: Models, out_dir: str, max_megapixels: float = DEFAULT_MAX
                 file_in = gr.File(label='Image', type='filepath', file_types=list(IMAGE_EXTENSIONS),
                                   elem_id='input-file', height=160)
                 task = gr.Radio(list(PRESETS), value='Deblurring', label='Task', elem_id='task')
+                chain = gr.Textbox(label='Or several tasks in order (blurry and noisy: Denoising,Deblurring)',
+                                   placeholder='Denoising,Deblurring', elem_id='chain', max_lines=1)
                 button = gr.Button('Restore', variant='primary', elem_id='restore')
                 examples = sample_examples()
                 if examples:
@@ -109,7 +112,7 @@ def build_page(models: Models, out_dir: str, max_megapixels: float = DEFAULT_MAX
                                       height=80)
         gr.Markdown(f'Weights:\n{weights_lines}')
         file_in.change(on_new_file, inputs=file_in, outputs=[slider, result_file, info], queue=False)
-        button.click(on_restore, inputs=[file_in, task], outputs=[slider, result_file, info],
+        button.click(on_restore, inputs=[file_in, task, chain], outputs=[slider, result_file, info],
                      concurrency_limit=1, concurrency_id='restore')
     return page
 

@@ -9,7 +9,9 @@ else the compact models bundled in pretrained_models/synthetic/. Runs on CPU
 or GPU; large images are restored in overlapping tiles so memory stays within
 --max_memory; images above --max_megapixels (from their headers, before
 decoding) are refused. --compare writes one picture of every input beside its
-result (never over an input or a result).
+result (never over an input or a result). Several tasks, comma-separated
+(`--task Denoising,Deblurring`), run one after the other on each image in memory:
+one read, one write.
 
 Exit code 0: all restored; 1: some files failed (named); 2: nothing was run
 (bad options, no images, no weights, results that exist); 130: interrupted.
@@ -18,17 +20,39 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from tqdm import tqdm
 
+from utils.files.weights import WEIGHT_CHOICES
+from utils.inference.chain import ChainRestorer, chain_label, parse_task_chain
 from utils.inference.cli import (TASK_METAVAR, UsageError, add_inference_arguments, add_pixel_limit_argument,
                        check_compare, check_inference_arguments, check_writable, load_restorer, plan_outputs,
-                       run_main, task_type)
+                       run_main)
 from utils.inference.folder_restore import collect_inputs, restore_folder
 from utils.files.image_io import DEFAULT_MAX_MEGAPIXELS
 from utils.evaluation.visualize import write_comparison
 from utils.files.weights import official_paths
+
+
+def task_chain_type(text: str) -> Tuple[str, ...]:
+    """argparse type: one task or a comma-separated chain, any capitalisation -> canonical names."""
+    try:
+        return parse_task_chain(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def chain_weights(weights: str, tasks: Tuple[str, ...]) -> List[str]:
+    """--weights for each task of the chain: auto / official / bundled for all of them, or one file per
+    task, comma-separated in the chain's order (one task: the option as it is)."""
+    if len(tasks) == 1 or weights in WEIGHT_CHOICES:
+        return [weights] * len(tasks)
+    files = [w.strip() for w in weights.split(',')]
+    if len(files) != len(tasks):
+        raise UsageError(f'--weights {weights}: the chain {chain_label(tasks)} needs {len(tasks)} files, one per '
+                         f"task in its order and separated by commas, or one of {', '.join(WEIGHT_CHOICES)}")
+    return files
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -36,15 +60,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='Restore images with MPRNet (deblurring, deraining, denoising).',
         epilog='Exit code 0: every image restored; 1: some images failed (listed); 2: nothing run; '
                '130: interrupted (finished results are complete; --skip_existing resumes).')
-    parser.add_argument('--task', required=True, type=task_type, metavar=TASK_METAVAR,
-                        help='which restoration to run (any capitalisation)')
+    parser.add_argument('--task', required=True, type=task_chain_type, metavar=TASK_METAVAR,
+                        help='which restoration to run (any capitalisation); several, comma-separated, run in '
+                             'that order on each image, e.g. Denoising,Deblurring for a blurry, noisy photo')
     parser.add_argument('--input_dir', default='./samples/input/',
                         help='folder of images, or a single image file (default: %(default)s)')
     parser.add_argument('--result_dir', default='./samples/output/',
                         help='folder for the restored PNGs; must differ from the input folder (default: %(default)s)')
     add_inference_arguments(
         parser, 'auto', "checkpoint to load, or auto (default: the official pretrained_models/model_<task>.pth "
-        "when present, else the bundled compact weights in pretrained_models/synthetic/), official or bundled",
+        "when present, else the bundled compact weights in pretrained_models/synthetic/), official or bundled; "
+        "for several tasks one file per task, comma-separated in their order",
         precision_default='auto', tiling=True)
     add_pixel_limit_argument(parser, DEFAULT_MAX_MEGAPIXELS)
     parser.add_argument('--compare', default=None, metavar='PNG',
@@ -80,22 +106,28 @@ def restore(argv: Optional[List[str]] = None) -> int:
     plan, skipped = plan_outputs(files, args.result_dir, args.overwrite, args.skip_existing, input_folder)
     if args.compare:
         check_compare(args.compare, files, plan + skipped, args.overwrite, args.skip_existing)
+    tasks, label = args.task, chain_label(args.task)
     progress = TileProgress()
-    restorer, info = load_restorer(args.task, args, progress=progress)
+    loaded = [load_restorer(task, argparse.Namespace(**{**vars(args), 'weights': weights}), progress=progress)
+              for task, weights in zip(tasks, chain_weights(args.weights, tasks))]
+    restorer = loaded[0][0] if len(tasks) == 1 else ChainRestorer([r for r, _ in loaded])
     check_writable(args.result_dir)  # after the weights: a run refused for them leaves no empty folder
     if args.compare:
         check_writable(os.path.dirname(os.path.abspath(args.compare)), '--compare', 'the comparison picture')
     progress.restorer = restorer
-    print(info)
-    if args.weights == 'auto' and info.kind == 'bundled':
-        print(f'(no official weights at {official_paths(args.task)[0]}: using the compact model trained on '
-              'synthetic degradations; see pretrained_models/README.md for the official ones)')
+    if len(tasks) > 1:
+        print(f'chain {label}: each image read once, restored by {len(tasks)} models in turn, written once')
+    for task, (_, info) in zip(tasks, loaded):
+        print(info)
+        if args.weights == 'auto' and info.kind == 'bundled':
+            print(f'(no official weights at {official_paths(task)[0]}: using the compact model trained on '
+                  f'synthetic degradations; python scripts/fetch_weights.py --task {task} downloads the official one)')
     if ignored:
         print(f'({ignored} non-image files in {args.input_dir} ignored)')
     if skipped:
         print(f'{len(skipped)} results already in {args.result_dir} kept (--skip_existing)')
     start = time.time()
-    failed = restore_folder(restorer, plan, batch_size=1, desc=args.task, bit_depth=None, keep_going=True,
+    failed = restore_folder(restorer, plan, batch_size=1, desc=label, bit_depth=None, keep_going=True,
                             max_megapixels=args.max_megapixels, replace=args.overwrite)
     done = len(plan) - len(failed)
     print(f'{done} of {len(plan)} images restored in {time.time() - start:.1f} s; results in {args.result_dir}')
@@ -105,7 +137,9 @@ def restore(argv: Optional[List[str]] = None) -> int:
         print(f'{len(failed)} failed: ' + ', '.join(failed), file=sys.stderr)
     if args.compare:
         pairs = [(src, dst) for src, dst in plan + skipped if src not in failed]
-        write_comparison(pairs, args.compare, title=f'{args.task}: {info.weights_label}',
+        kinds = ', '.join(dict.fromkeys(info.kind for _, info in loaded))  # a chain: short enough to fit
+        weights = loaded[0][1].weights_label if len(loaded) == 1 else f'{kinds} weights'
+        write_comparison(pairs, args.compare, title=f'{label}: {weights}',
                          max_megapixels=args.max_megapixels)
         print(f'comparison picture: {args.compare}')
     return len(failed)

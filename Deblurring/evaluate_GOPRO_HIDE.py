@@ -5,6 +5,7 @@ with <gt_dir>/<dataset>/test/target/<name>.(png|jpg) and scored as MATLAB
 does on uint8 RGB: psnr with peak 255 and ssim treating the H x W x 3 array
 as a volume (Gaussian sigma 1.5 over rows, columns and channels, replicate
 padding). Prints 'For <dataset> dataset PSNR: <x> SSIM: <y>' per dataset.
+--datasets takes any other dataset folder in the same layout too.
 
     python evaluate_GOPRO_HIDE.py --workers 8
 """

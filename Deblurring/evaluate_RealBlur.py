@@ -5,6 +5,7 @@ Each <result_dir>/<dataset>/<name>.png is paired by name with
 target's intensity, aligned to it with an ECC homography, and scored on the
 pixels the alignment maps: masked PSNR (peak 1) and a masked Gaussian SSIM
 per channel (5-pixel border excluded). Prints 'For <dataset> dataset PSNR: <x> SSIM: <y>'.
+--datasets takes any other dataset folder in the same layout too.
 
     python evaluate_RealBlur.py --workers 8
 """

@@ -1,4 +1,4 @@
-"""Restore a deblurring benchmark with MPRNet: GoPro, HIDE, RealBlur-J or RealBlur-R.
+"""Restore a deblurring benchmark with MPRNet: GoPro, HIDE, RealBlur-J, RealBlur-R, or any dataset in their layout.
 
 Reads <input_dir>/<dataset>/test/input, writes <result_dir>/<dataset>/<name>.png.
 Every image is reflect-padded to a multiple of 8 and cropped back (the
@@ -24,7 +24,9 @@ DATASETS = ('GoPro', 'HIDE', 'RealBlur_J', 'RealBlur_R')
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Image deblurring with MPRNet: restore a test set')
-    parser.add_argument('--dataset', default='GoPro', choices=DATASETS, help='test set (default: %(default)s)')
+    parser.add_argument('--dataset', default='GoPro',
+                        help=f"test set: {', '.join(DATASETS)} or any folder <input_dir>/<dataset>/test/input "
+                             '(default: %(default)s)')
     add_test_script_arguments(parser, TASK, ('./Datasets/', 'datasets root holding <dataset>/test/input'),
                               ('./results/', 'results go to <result_dir>/<dataset>/'))
     return parser.parse_args(argv)

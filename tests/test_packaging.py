@@ -100,8 +100,9 @@ def distributions_needed(names: Iterable[str], local: Set[str]) -> Set[str]:
 def allowed_extras(path: str) -> Tuple[str, ...]:
     """Which extras the file at `path` (relative to the repository) may import from."""
     if path.startswith('tests' + os.sep):  # 'build': the build backend, which a test reads
-        return ('dev', 'app', 'onnx', 'build')
-    return {'app.py': ('app',), os.path.join('scripts', 'export_onnx.py'): ('onnx',)}.get(path, ())
+        return ('dev', 'app', 'onnx', 'fetch', 'build')
+    return {'app.py': ('app',), os.path.join('scripts', 'export_onnx.py'): ('onnx',),
+            os.path.join('scripts', 'fetch_weights.py'): ('fetch',)}.get(path, ())
 
 
 def load_project() -> Dict:

@@ -63,3 +63,20 @@ def test_spandrel_pads_an_odd_size_as_we_do(loader, one_torch_thread):
     theirs = descriptor(x)
     assert ours.shape == theirs.shape == (1, 3, 93, 122)
     assert (ours - theirs).abs().max().item() == 0.0
+
+
+def test_spandrel_loads_our_safetensors_file_and_gives_our_output(loader, tmp_path, one_torch_thread):
+    """The bundled Deraining weights written by bundle_checkpoint as .safetensors: spandrel reads the
+    file by its own safetensors path and restores exactly what our loader's model restores."""
+    from utils.files.weights import bundle_checkpoint
+    path = str(tmp_path / 'model_deraining_synthetic.safetensors')
+    bundle_checkpoint(bundled_path('Deraining'), path, 'Deraining', fmt='safetensors')
+    descriptor = loader.load_from_file(path)
+    assert descriptor.architecture.id == 'MPRNet'
+    x = torch.rand(1, 3, 64, 72, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ours = Restorer(build_model('Deraining', path).eval())(x)
+        from_pth = Restorer(build_model('Deraining', bundled_path('Deraining')).eval())(x)
+    assert (ours - x).abs().max() > 0.01, 'the model changed nothing: the comparison proves nothing'
+    assert (ours - descriptor(x)).abs().max().item() == 0.0
+    assert (ours - from_pth).abs().max().item() == 0.0  # fp16 in both files: the same weights

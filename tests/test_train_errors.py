@@ -195,7 +195,8 @@ def test_sigterm_releases_the_lock_and_exits_143(root):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = session_dir(root) / '.lock'
     deadline = time.monotonic() + 120
-    while not lock.exists() and run.poll() is None and time.monotonic() < deadline:
+    # The lock is created, then its owner written into it: wait for both.
+    while not (lock.exists() and lock.read_text().strip()) and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert lock.read_text().split()[0] == str(run.pid)
     run.send_signal(signal.SIGTERM)
@@ -203,6 +204,36 @@ def test_sigterm_releases_the_lock_and_exits_143(root):
     assert run.returncode == 143, err[-2000:]
     assert 'terminated (SIGTERM)' in err and 'Traceback' not in err, err[-2000:]
     assert not lock.exists()
+
+
+def test_sigterm_inside_an_import_waits_for_the_import_to_finish(tmp_path, monkeypatch):
+    # The module signals itself at its top level, then keeps importing: the import must complete
+    # (a half-imported module breaks every later import of it), and Terminated must come after it.
+    import signal
+    import sys
+    import time
+    from utils.training import cli
+    (tmp_path / 'slow_module_under_sigterm.py').write_text(
+        'import os, signal, time\n'
+        'os.kill(os.getpid(), signal.SIGTERM)\n'
+        'end = time.monotonic() + 0.3\n'
+        'while time.monotonic() < end:\n'
+        '    pass\n'
+        'COMPLETE = True\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = signal.getsignal(signal.SIGTERM)
+    reached = []
+    with pytest.raises(cli.Terminated):
+        with cli._sigterm_raises():
+            import slow_module_under_sigterm
+            reached.append(slow_module_under_sigterm.COMPLETE)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the signal is delivered again once the import is over
+                time.sleep(0.01)
+    assert reached == [True]
+    assert sys.modules['slow_module_under_sigterm'].COMPLETE
+    assert signal.getsignal(signal.SIGTERM) == before
+    del sys.modules['slow_module_under_sigterm']
 
 
 def test_a_full_disk_stops_with_exit_3_and_names_the_last_good_checkpoint(root, capsys, monkeypatch):

@@ -4,6 +4,14 @@ Results are paired with targets by file name (without extension), read
 exactly as MATLAB's imread reads 8-bit files, scored in worker processes, and
 summarised in the MATLAB scripts' result line. The per-pair scorers live here
 (not in the scripts) so worker processes can import them under any start method.
+
+Any two folders, from the repository root:
+
+    python -m utils.evaluation.scoring --restored results/mine --target Datasets/mine/target [--y_channel]
+
+scores with GoPro's semantics (MATLAB psnr and 3-D ssim on uint8 RGB) or, with
+--y_channel, the deraining ones (the Y channel of rgb2ycbcr); exit 2 with one
+message when the folders do not pair up (the names without a partner are listed).
 """
 import argparse
 import math
@@ -21,7 +29,7 @@ from utils.data.image_pairs import pair_by_stem
 
 __all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'worker_count', 'score_matlab_rgb', 'score_y_channel',
            'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'evaluate_folders',
-           'report']
+           'score_folder', 'report', 'main']
 
 Pair = Tuple[str, str]
 LOSSY = ('.jpg', '.jpeg')
@@ -131,8 +139,7 @@ def evaluate_datasets(args: argparse.Namespace, score: Callable[[Pair], Tuple[fl
         if not os.path.isdir(result_dir):
             print(f'skipping {name}: no results in {result_dir}', file=sys.stderr, flush=True)
             continue
-        pairs = pair_by_name(result_dir, target_dir(name))
-        scores[name] = report(name, score_pairs(score, pairs, args.workers, desc=name))
+        scores[name] = score_folder(result_dir, target_dir(name), score, args.workers, name)
     if not scores:
         raise FileNotFoundError(f'no results for {", ".join(args.datasets)} under {args.result_dir}')
     return scores
@@ -142,9 +149,21 @@ def evaluate_folders(argv: Optional[Sequence[str]], description: str, datasets: 
                      score: Callable[[Pair], Tuple[float, float]], target_layout: str = '<dataset>/test/target'
                      ) -> Dict[str, Tuple[float, float]]:
     """The whole of an evaluation script whose targets sit in <gt_dir>/<dataset>/test/target (GoPro,
-    HIDE, RealBlur): parse `argv`, score each dataset with results; {dataset: (PSNR, SSIM)}."""
-    args = evaluation_arguments(description, datasets, gt_default='./Datasets/', gt_layout=target_layout).parse_args(argv)
+    HIDE, RealBlur, or any other dataset folder in that layout): parse `argv`, score each dataset
+    with results; {dataset: (PSNR, SSIM)}."""
+    args = evaluation_arguments(description, datasets, gt_default='./Datasets/', gt_layout=target_layout,
+                                restrict=False).parse_args(argv)
     return evaluate_datasets(args, score, lambda name: os.path.join(args.gt_dir, name, 'test', 'target'))
+
+
+def score_folder(restored_dir: str, target_dir: str, score: Callable[[Pair], Tuple[float, float]],
+                 workers: int = 1, name: Optional[str] = None) -> Tuple[float, float]:
+    """The one evaluator: pair the folders by name, score every pair, print the MATLAB line for
+    `name` (default: the restored folder's name); returns (mean PSNR, mean SSIM)."""
+    if not os.path.isdir(target_dir):
+        raise FileNotFoundError(f'target folder not found: {target_dir}')
+    name = name or os.path.basename(os.path.normpath(restored_dir))
+    return report(name, score_pairs(score, pair_by_name(restored_dir, target_dir), workers, desc=name))
 
 
 def report(name: str, scores: Sequence[Tuple[float, float]]) -> Tuple[float, float]:
@@ -153,3 +172,32 @@ def report(name: str, scores: Sequence[Tuple[float, float]]) -> Tuple[float, flo
     mean_ssim = math.fsum(s[1] for s in scores) / len(scores)
     print(f'For {name} dataset PSNR: {mean_psnr:f} SSIM: {mean_ssim:f}', flush=True)
     return mean_psnr, mean_ssim
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """python -m utils.evaluation.scoring: score two folders; returns the exit code (0, or 2 when
+    nothing could be scored)."""
+    parser = argparse.ArgumentParser(prog='python -m utils.evaluation.scoring',
+                                     description='PSNR and SSIM of every restored image against the target of the '
+                                                 'same name, computed as the MATLAB evaluation scripts compute them')
+    parser.add_argument('--restored', required=True, help='folder of restored images (8-bit)')
+    parser.add_argument('--target', required=True, help='folder of ground-truth images with the same names')
+    parser.add_argument('--y_channel', action='store_true',
+                        help="score the Y channel of MATLAB's rgb2ycbcr (the deraining benchmarks) instead of "
+                             'RGB with the 3-D ssim (GoPro, HIDE)')
+    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+                        help='processes scoring images in parallel (default: all cores, %(default)s)')
+    args = parser.parse_args(argv)
+    # The scorers by their module's name, not this run's __main__: worker processes import them.
+    from utils.evaluation import scoring
+    try:
+        score_folder(args.restored, args.target, scoring.score_y_channel if args.y_channel else scoring.score_matlab_rgb,
+                     max(1, args.workers))
+    except (OSError, ValueError, RuntimeError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

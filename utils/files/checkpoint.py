@@ -7,7 +7,11 @@ cannot run code), any device's file loads on any device, DataParallel
 file that does not fit the model says why, and which preset it does fit, a
 recorded ``model_config`` is checked before anything is built from it, and
 weights holding NaN or infinity are refused (they restore every image black).
+A ``.safetensors`` file (chaiNNer's and traiNNer-redux's format, which cannot run code
+either) is read as the same dict: its tensors as ``state_dict``, its metadata's ``task``
+and ``model_config`` as ours, so every check above applies to it unchanged.
 """
+import json
 import os
 import zipfile
 from collections import OrderedDict
@@ -21,7 +25,8 @@ from utils.files.atomic import write_atomically
 
 __all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'CheckpointReadError', 'load_checkpoint_file', 'extract_state_dict',
            'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset', 'recorded_task',
-           'check_task', 'check_model_config', 'check_fits', 'MODEL_CONFIG_LIMITS']
+           'check_task', 'check_model_config', 'check_fits', 'MODEL_CONFIG_LIMITS', 'is_safetensors',
+           'safetensors_bytes']
 
 OFFICIAL_WEIGHTS_URL = 'https://github.com/swz30/MPRNet#pretrained-models (Google Drive links per task)'
 _PREFIXES = ('module.', '_orig_mod.')
@@ -71,12 +76,54 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
     one whose contents unpack to far more than its size is refused before it is loaded."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
+    if is_safetensors(path):
+        return _read_safetensors(path)
     _check_unpacked_size(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for damaged or unsafe files
         raise CheckpointReadError(f'cannot read checkpoint {path}: {err}. It may be damaged, partly '
                            'downloaded, or a pickle that needs code to load (refused for safety).') from err
+
+
+def is_safetensors(path: str) -> bool:
+    """Whether the file starts as safetensors does: an 8-byte header length, then the JSON header's
+    '{' (a torch.save file starts with a zip's 'PK'), whatever its name."""
+    with open(path, 'rb') as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b'{' and int.from_bytes(head[:8], 'little') < 100 * 2 ** 20
+
+
+def _read_safetensors(path: str) -> Dict[str, Any]:
+    """{'state_dict': tensors, 'task', 'model_config', 'epoch'} from a .safetensors file and its metadata."""
+    from safetensors import SafetensorError, safe_open  # imported here: only these files need it
+    try:
+        with safe_open(path, framework='pt', device='cpu') as f:
+            metadata = f.metadata() or {}
+            state = OrderedDict((key, f.get_tensor(key)) for key in f.keys())
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointReadError(f'cannot read checkpoint {path}: {err}. It may be damaged or partly '
+                                  'downloaded.') from err
+    checkpoint: Dict[str, Any] = {'state_dict': state}
+    for key, value in metadata.items():
+        if key in ('model_config', 'epoch'):  # written as JSON by safetensors_bytes
+            try:
+                value = json.loads(value)
+            except ValueError as err:
+                raise CheckpointMismatchError(f'{path}: metadata {key} is not JSON ({value[:60]!r}); the '
+                                              'file is damaged or not one of ours') from err
+        checkpoint[key] = value
+    return checkpoint
+
+
+def safetensors_bytes(release: Mapping[str, Any]) -> bytes:
+    """A release dict ({'state_dict', 'task', 'model_config', ...}) as a .safetensors file: the tensors,
+    and every other entry as metadata (strings as they are, anything else as JSON)."""
+    from safetensors.torch import save
+    # safetensors refuses tensors that share memory; MPRNet's one PReLU sits under many keys.
+    tensors = {k: v.detach().clone().contiguous() for k, v in release['state_dict'].items()}
+    metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in release.items() if k != 'state_dict'}
+    return save(tensors, metadata)
 
 
 def extract_state_dict(obj: Any) -> 'OrderedDict[str, torch.Tensor]':

@@ -9,7 +9,8 @@ Where they live, under the repository root:
   tensors, a few MB; see pretrained_models/synthetic/MODEL_CARD.md).
 
 ``resolve_weights(task, 'auto')`` prefers the official file and falls back to
-the bundled one. The demo, the web page and ``hubconf.py`` all go through it.
+the bundled one; each may also be a ``.safetensors`` file of the same name (the
+``.pth`` wins when both are there). The demo, the web page and ``hubconf.py`` all go through it.
 
 An installed copy (``pip install .``, not ``-e``) has REPO_ROOT in site-packages,
 where there is no ``pretrained_models/``: the wheel leaves the weights out (they
@@ -19,20 +20,22 @@ instead (``resolve_weights(task, path)``, ``build_model(task, path)``) or use
 ``root=`` for a checkout.
 """
 import os
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
 from MPRNet import MPRNet, canonical_task, require_canonical
+from utils.files.atomic import write_atomically
 from utils.files.checkpoint import (OFFICIAL_WEIGHTS_URL, check_model_config, check_task, load_checkpoint_file,
-                              load_weights, save_atomic)
+                              load_weights, safetensors_bytes, save_atomic)
 
-__all__ = ['REPO_ROOT', 'WEIGHT_CHOICES', 'WeightsNotFoundError', 'official_paths', 'bundled_path',
+__all__ = ['REPO_ROOT', 'WEIGHT_CHOICES', 'WEIGHT_FORMATS', 'WeightsNotFoundError', 'official_paths', 'bundled_path',
            'resolve_weights', 'bundle_checkpoint']
 
 # utils/files/weights.py: three levels below the repository root.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WEIGHT_CHOICES = ('auto', 'official', 'bundled')
+WEIGHT_FORMATS = ('pth', 'safetensors')
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -52,10 +55,19 @@ def bundled_path(task: str, root: str = REPO_ROOT) -> str:
     return os.path.join(root, 'pretrained_models', 'synthetic', f'model_{task.lower()}_synthetic.pth')
 
 
+def _present(path: str) -> Optional[str]:
+    """`path` if it is a file, else its .safetensors twin if that is, else None."""
+    for candidate in (path, os.path.splitext(path)[0] + '.safetensors'):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def _missing_official(task: str, root: str) -> str:
     first = official_paths(task, root)[0]
-    return (f'no official weights for {task}: expected {first}. Download model_{task.lower()}.pth from '
-            f'{OFFICIAL_WEIGHTS_URL} into {os.path.dirname(first)}/ (see pretrained_models/README.md)')
+    return (f'no official weights for {task}: expected {first}. python scripts/fetch_weights.py --task {task} '
+            f'downloads it, or download model_{task.lower()}.pth from {OFFICIAL_WEIGHTS_URL} into '
+            f'{os.path.dirname(first)}/ (see pretrained_models/README.md)')
 
 
 def _no_weights_folder(root: str) -> str:
@@ -83,13 +95,13 @@ def resolve_weights(task: str, choice: str = 'auto', root: str = REPO_ROOT) -> T
         return choice, 'file'
     if choice in ('auto', 'official'):
         for path in official_paths(task, root):
-            if os.path.isfile(path):
-                return path, 'official'
+            if _present(path):
+                return _present(path), 'official'
         if choice == 'official':
             raise WeightsNotFoundError(_missing_official(task, root) + _no_weights_folder(root))
     bundled = bundled_path(task, root)
-    if os.path.isfile(bundled):
-        return bundled, 'bundled'
+    if _present(bundled):
+        return _present(bundled), 'bundled'
     if choice == 'bundled':
         raise WeightsNotFoundError(f'no bundled weights for {task}: {bundled} is missing from this checkout'
                                    + _no_weights_folder(root))
@@ -97,9 +109,11 @@ def resolve_weights(task: str, choice: str = 'auto', root: str = REPO_ROOT) -> T
                                'bundled fallback, is missing too)' + _no_weights_folder(root))
 
 
-def bundle_checkpoint(checkpoint: str, out: str, task: str, extra: Mapping[str, Any] = ()) -> Dict[str, Any]:
+def bundle_checkpoint(checkpoint: str, out: str, task: str, extra: Mapping[str, Any] = (),
+                      fmt: str = 'pth') -> Dict[str, Any]:
     """Write the weights of a training checkpoint as a small release file: fp16 tensors plus
-    ``task``, ``model_config`` and `extra` metadata; loadable with ``weights_only=True``.
+    ``task``, ``model_config`` and `extra` metadata; loadable with ``weights_only=True``, or with
+    `fmt` 'safetensors' a .safetensors file holding the same entries (the metadata as text).
 
     fp16 halves the file; the loader casts the tensors back to float32 (the
     rounding changes restored images by far less than one 8-bit level).
@@ -121,5 +135,11 @@ def bundle_checkpoint(checkpoint: str, out: str, task: str, extra: Mapping[str, 
     release = {'state_dict': state, 'task': task, 'model_config': config,
                'epoch': int(ckpt.get('epoch', 0)), **dict(extra)}
     load_weights(MPRNet(**config), release, source_name=f'{checkpoint} (as fp16 for {out})')
-    save_atomic(release, out)
+    if fmt == 'safetensors':
+        data = safetensors_bytes(release)
+        write_atomically(out, lambda f: f.write(data), durable=True)
+    elif fmt == 'pth':
+        save_atomic(release, out)
+    else:
+        raise ValueError(f"unknown weights format {fmt!r}: choose one of {', '.join(WEIGHT_FORMATS)}")
     return release

@@ -9,16 +9,17 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from MPRNet import PRESETS, canonical_task, require_canonical
+from MPRNet import PRESETS, require_canonical
 from utils.device import resolve_device
 from utils.files.image_header import open_header
 from utils.files.image_io import (IMAGE_EXTENSIONS, ImageTooLargeError, image_to_tensor, read_image, tensor_to_image,
                                   to_uint8, write_image)
 from utils.files.weights import REPO_ROOT, WEIGHT_CHOICES, WeightsNotFoundError, resolve_weights
+from utils.inference.chain import ChainRestorer, chain_label, parse_task_chain
 from utils.inference.loading import DEFAULT_OVERLAP, build_restorer
 from utils.inference.restorer import PRECISION_CHOICES, NonFiniteOutputError, Restorer
 from utils.inference.tiling import check_tile_options
@@ -191,15 +192,17 @@ def load_upload(path: Optional[str],
     return img, bit_depth, image_notes(path, name)
 
 
-def describe(loaded: LoadedModel, models: Models, img: np.ndarray, bit_depth: int, seconds: float,
-             notes: List[str]) -> str:
-    """Markdown: the weights used, the size, the time, tiling and conversion notes."""
-    restorer = loaded.restorer
-    weights = os.path.relpath(loaded.weights, models.root) if loaded.kind != 'file' else loaded.weights
-    lines = [f'**{loaded.task}** with {KIND_WORDS[loaded.kind]} `{weights}`'
-             + (f' ({BUNDLED_NOTE})' if loaded.kind == 'bundled' else '') + '.',
-             f'{img.shape[1]}x{img.shape[0]} px, {bit_depth}-bit in, {16 if bit_depth >= 16 else 8}-bit PNG out; '
-             f'restored in **{seconds:.2f} s** on {restorer.device} ({loaded.mode}).']
+def describe(stages: Sequence[LoadedModel], restorer: Union[Restorer, ChainRestorer], models: Models,
+             img: np.ndarray, bit_depth: int, seconds: float, notes: List[str]) -> str:
+    """Markdown: the chain (several tasks), the weights of each task, the size, the time, tiling
+    and conversion notes."""
+    lines = [f'**{chain_label([s.task for s in stages])}**, one model after the other.'] if len(stages) > 1 else []
+    for loaded in stages:
+        weights = os.path.relpath(loaded.weights, models.root) if loaded.kind != 'file' else loaded.weights
+        lines.append(f'**{loaded.task}** with {KIND_WORDS[loaded.kind]} `{weights}`'
+                     + (f' ({BUNDLED_NOTE})' if loaded.kind == 'bundled' else '') + '.')
+    lines += [f'{img.shape[1]}x{img.shape[0]} px, {bit_depth}-bit in, {16 if bit_depth >= 16 else 8}-bit PNG out; '
+              f"restored in **{seconds:.2f} s** on {restorer.device} ({', '.join(s.mode for s in stages)})."]
     if restorer.last_tile:
         why = f': {restorer.last_tiling_reason}' if restorer.last_tiling_reason else ''
         lines.append(f'Restored in overlapping {restorer.last_tile}-px tiles{why}.')
@@ -208,37 +211,42 @@ def describe(loaded: LoadedModel, models: Models, img: np.ndarray, bit_depth: in
 
 
 def output_name(path: str, task: str) -> str:
-    """File name of the result: <input name>_<task>.png."""
+    """File name of the result: <input name>_<task>.png (a chain: its tasks joined by '_')."""
     return f'{os.path.splitext(os.path.basename(path))[0]}_{task.lower()}.png'
 
 
 def restore(path: Optional[str], task: str, models: Models, out_dir: str,
             max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, progress: Optional[Progress] = None) -> Restoration:
-    """Restore one uploaded image file for `task`; the result is written as a PNG under `out_dir`.
+    """Restore one uploaded image file for `task` (or a comma-separated chain of tasks, run one
+    after the other in memory); the result is written as a PNG under `out_dir`.
 
     Raises AppError with a one-line message for anything the user can fix
     (no file, not an image, too large, no weights for the task).
     """
     try:
-        task = canonical_task(task or '')
+        tasks = parse_task_chain(task or '')
     except ValueError as err:
         raise AppError(str(err)) from err
     img, bit_depth, notes = load_upload(path, max_megapixels)
-    loaded = models.get(task)
-    loaded.progress.target = progress
+    stages = [models.get(t) for t in tasks]
+    restorer = stages[0].restorer if len(stages) == 1 else ChainRestorer([s.restorer for s in stages])
+    for stage in stages:
+        stage.progress.target = progress
     start = time.perf_counter()
     try:
-        restored = tensor_to_image(loaded.restorer(image_to_tensor(img)[None])[0])
+        restored = tensor_to_image(restorer(image_to_tensor(img)[None])[0])
     except NonFiniteOutputError as err:
         raise AppError(str(err)) from err
     finally:
-        loaded.progress.target = None
+        for stage in stages:
+            stage.progress.target = None
     seconds = time.perf_counter() - start
     folder = os.path.join(out_dir, uuid.uuid4().hex)
-    png = os.path.join(folder, output_name(path, task))
+    png = os.path.join(folder, output_name(path, '_'.join(tasks)))
     write_image(png, restored, bit_depth=16 if bit_depth >= 16 else 8)
-    info = describe(loaded, models, img, bit_depth, seconds, notes)
-    return Restoration(to_uint8(img), to_uint8(restored), png, info, bit_depth, seconds, loaded.kind)
+    info = describe(stages, restorer, models, img, bit_depth, seconds, notes)
+    kinds = sorted({s.kind for s in stages})
+    return Restoration(to_uint8(img), to_uint8(restored), png, info, bit_depth, seconds, ','.join(kinds))
 
 
 def sample_task(path: str) -> Optional[str]:

@@ -72,15 +72,38 @@ class Terminated(BaseException):
     the session's lock is released and no checkpoint is left half-written."""
 
 
+_RETRY_SECONDS = 0.05  # how soon a SIGTERM that arrived inside an import is delivered again
+
+
+def _inside_an_import(frame) -> bool:
+    """Whether `frame` or a caller is running Python's import machinery (a module's top level)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith('<frozen importlib'):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """Within the block, SIGTERM raises Terminated instead of ending the process on the spot
-    (which would leave the session locked until the next run finds the lock stale)."""
+    (which would leave the session locked until the next run finds the lock stale).
+
+    Not inside an import: PyTorch imports parts of itself (torch._dynamo, sympy) lazily during
+    the first steps, and an exception raised half-way through a module's top level leaves a
+    broken module behind that fails the next import with an unrelated error (and exit 1).
+    There the signal is sent again a moment later, until it lands outside any import.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
 
     def handler(signum, frame):
+        if _inside_an_import(frame):
+            retry = threading.Timer(_RETRY_SECONDS, os.kill, (os.getpid(), signal.SIGTERM))
+            retry.daemon = True
+            retry.start()
+            return
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, handler)

@@ -7,14 +7,14 @@ and ignored so that the published YAML files still load.
 """
 import argparse
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import yaml
 from yacs.config import CfgNode as CN
 
 from utils.errors import ConfigError  # defined without yacs/yaml so that losses.py can raise it
 
-__all__ = ['get_default_config', 'load_config', 'add_config_arguments', 'config_from_args', 'ConfigError',
+__all__ = ['get_default_config', 'load_config', 'add_config_arguments', 'config_from_args', 'train_dirs', 'ConfigError',
            'OPTION_RANGES', 'check_option_ranges']
 
 
@@ -58,6 +58,9 @@ def get_default_config() -> CN:
     c.OPTIM.COMPILE = False      # ours: torch.compile the model
     c.OPTIM.BATCH_PATCHES = False  # ours: run stage-1 quadrants / stage-2 halves as one batched call
     c.OPTIM.GRAD_CHECKPOINT = False  # ours: recompute CAB activations in backward (less memory)
+    c.OPTIM.CLIP_GRAD = 0.0      # ours: clip the gradients' total norm to this before each step; 0 = off
+    c.OPTIM.ACCUM_STEPS = 1      # ours: split each batch into this many micro-batches (one step, less memory)
+    c.OPTIM.EMA = 0.0            # ours: decay of an average of the weights that validates and is saved; 0 = off
 
     c.TRAINING = CN()
     c.TRAINING.VAL_AFTER_EVERY = 20
@@ -67,7 +70,7 @@ def get_default_config() -> CN:
     c.TRAINING.INIT_WEIGHTS = ''   # ours: a new run starts from these weights (fine-tuning); a resume ignores it
     c.TRAINING.TRAIN_PS = 256
     c.TRAINING.VAL_PS = 256        # None (null) validates whole images
-    c.TRAINING.TRAIN_DIR = './Datasets/GoPro/train'
+    c.TRAINING.TRAIN_DIR = './Datasets/GoPro/train'  # published as one folder; ours: a list pools their pairs
     c.TRAINING.VAL_DIR = './Datasets/GoPro/test'
     c.TRAINING.SAVE_DIR = './checkpoints'
     c.TRAINING.SATURATION_JITTER = False  # ours: the Deblurring-only colour augmentation
@@ -108,6 +111,9 @@ OPTION_RANGES: Tuple[Tuple[str, Callable[[float, CN], bool], str], ...] = (
     ('OPTIM.WARMUP_EPOCHS', lambda v, c: v >= 0, 'at least 0'),
     ('OPTIM.COSINE_EXTRA_EPOCHS', lambda v, c: v >= 0, 'at least 0'),
     ('OPTIM.EDGE_WEIGHT', lambda v, c: v >= 0, 'at least 0 (a negative weight rewards edge errors)'),
+    ('OPTIM.CLIP_GRAD', lambda v, c: v >= 0, 'a positive maximum gradient norm, or 0 for no clipping'),
+    ('OPTIM.ACCUM_STEPS', lambda v, c: v >= 1, 'at least 1 (1 = no accumulation)'),
+    ('OPTIM.EMA', lambda v, c: 0 <= v < 1, 'a decay from 0 (off) to below 1, e.g. 0.999'),
     ('TRAINING.VAL_AFTER_EVERY', lambda v, c: v >= 0, 'at least 0 (0: only VAL_EPOCHS validate)'),
     ('TRAINING.VAL_PER_EPOCH', lambda v, c: v >= 1, 'at least 1'),
     ('TRAINING.VAL_EPOCHS', lambda v, c: v >= 1, 'epochs of at least 1'),
@@ -141,12 +147,17 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CN
     where = f'in {path}'  # names the source of a bad key in the error below
     try:
         if path:
+            with open(path, encoding='utf-8') as f:
+                _accept_any_type(cfg, _sets_train_dir(yaml.safe_load(f)))
             cfg.merge_from_file(path)
         where = 'on the command line'
         if overrides:
             if len(overrides) % 2:
                 raise ConfigError(f'overrides come in KEY VALUE pairs, got {list(overrides)}')
-            cfg.merge_from_list(list(overrides))
+            pairs = list(overrides)
+            for key, value in zip(pairs[::2], pairs[1::2]):  # one by one: a key may come twice
+                _accept_any_type(cfg, key == 'TRAINING.TRAIN_DIR')
+                cfg.merge_from_list([key, value])
     except yaml.YAMLError as err:
         raise ConfigError(f'{path} is not valid YAML: {" ".join(str(err).split())}') from err
     except (KeyError, ValueError, AssertionError) as err:
@@ -160,6 +171,26 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CN
         raise ConfigError(f'bad configuration value {where}: {text}') from err
     cfg.freeze()
     return cfg
+
+
+def _sets_train_dir(loaded: object) -> bool:
+    return isinstance(loaded, dict) and isinstance(loaded.get('TRAINING'), dict) and 'TRAIN_DIR' in loaded['TRAINING']
+
+
+def _accept_any_type(cfg: CN, sets_train_dir: bool) -> None:
+    """TRAINING.TRAIN_DIR is one folder or a list of folders. yacs refuses a value whose type differs
+    from the current one unless the current one is None, so it is cleared before a source that sets it."""
+    if sets_train_dir:
+        cfg.TRAINING.TRAIN_DIR = None
+
+
+def train_dirs(cfg: CN) -> List[str]:
+    """TRAINING.TRAIN_DIR as a list of folders (one string is one folder)."""
+    value = cfg.TRAINING.TRAIN_DIR
+    folders = [value] if isinstance(value, str) else list(value or [])
+    if not folders or not all(isinstance(f, str) and f for f in folders):
+        raise ConfigError(f'TRAINING.TRAIN_DIR must be a folder or a list of folders, got {value!r}')
+    return folders
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_config: Optional[str] = None) -> None:

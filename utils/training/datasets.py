@@ -7,14 +7,14 @@ import os
 from typing import List, Optional, Tuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from dataset_RGB import get_training_data, get_validation_data
 from utils.data.data_check import patch_note, scan_images, scan_pairs
 from utils.data.photos import HELD_OUT_SPLITS
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 from utils.errors import ConfigError
-from utils.training.config import check_option_ranges
+from utils.training.config import check_option_ranges, train_dirs
 from utils.training.distributed import DistInfo, ShardSampler
 from utils.training.seeding import EpochIndexSampler, SeededSamples, seed_worker
 
@@ -26,29 +26,34 @@ def _check_folder(path: str, key: str) -> None:
                                 f'directory {os.getcwd()}); set {key} in the config or on the command line')
 
 
-def _check_no_held_out_inside(cfg) -> None:
-    """ConfigError when the photo folder TRAINING.TRAIN_DIR (read with its subfolders) holds a
-    split kept out of training by scripts/prepare_photos.py (val/, test/, test_source/):
+def _check_no_held_out_inside(folder: str) -> None:
+    """ConfigError when the photo folder `folder` of TRAINING.TRAIN_DIR (read with its subfolders)
+    holds a split kept out of training by scripts/prepare_photos.py (val/, test/, test_source/):
     TRAIN_DIR set to the photo folder's root instead of its train/ would train on them."""
-    t = cfg.TRAINING
-    root = os.path.realpath(t.TRAIN_DIR)
+    root = os.path.realpath(folder)
     inside = []
-    for folder, subfolders, _ in os.walk(root):
+    for parent, subfolders, _ in os.walk(root):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith('.'))
-        inside += [os.path.join(folder, d) for d in subfolders if d in HELD_OUT_SPLITS]
+        inside += [os.path.join(parent, d) for d in subfolders if d in HELD_OUT_SPLITS]
     if inside:
         shown = ', '.join(os.path.relpath(f, root) for f in inside)
-        train = os.path.join(t.TRAIN_DIR, 'train')
-        raise ConfigError(f'TRAINING.TRAIN_DIR {t.TRAIN_DIR} holds photos kept out of training ({shown}), and its '
+        train = os.path.join(folder, 'train')
+        raise ConfigError(f'TRAINING.TRAIN_DIR {folder} holds photos kept out of training ({shown}), and its '
                           f'subfolders are all read: point it at the training photos alone'
                           + (f' ({train})' if os.path.isdir(train) else ''))
 
 
 def build_datasets(cfg, notes: Optional[List[str]] = None) -> Tuple[Dataset, Dataset]:
     """(training, validation) datasets of (target, input, filename) items for the config; what the
-    data scan has to say (a patch larger than every image) is appended to `notes`."""
+    data scan has to say (a patch larger than every image) is appended to `notes`.
+
+    Several TRAINING.TRAIN_DIR folders pool their pairs (each folder checked and scanned by name);
+    one folder gives the dataset of that folder itself, as published.
+    """
     t = cfg.TRAINING
-    _check_folder(t.TRAIN_DIR, 'TRAINING.TRAIN_DIR')
+    folders = train_dirs(cfg)
+    for folder in folders:
+        _check_folder(folder, 'TRAINING.TRAIN_DIR')
     _check_folder(t.VAL_DIR, 'TRAINING.VAL_DIR')
     val_ps = t.VAL_PS or None
     if t.SYNTHETIC:
@@ -56,25 +61,35 @@ def build_datasets(cfg, notes: Optional[List[str]] = None) -> Tuple[Dataset, Dat
             raise ConfigError(f"TRAINING.SYNTHETIC must be '', 'deblur', 'derain' or 'denoise', got {t.SYNTHETIC!r}")
         if t.CROPS_PER_PHOTO < 1:
             raise ConfigError(f'TRAINING.CROPS_PER_PHOTO must be at least 1, got {t.CROPS_PER_PHOTO}')
-        _check_no_held_out_inside(cfg)
-        train = get_synthetic_training_data(t.TRAIN_DIR, t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)
+        if len(folders) > 1:
+            raise ConfigError('TRAINING.TRAIN_DIR lists several folders, which pools paired data; with '
+                              'TRAINING.SYNTHETIC give one folder of clean photos')
+        _check_no_held_out_inside(folders[0])
+        parts = [get_synthetic_training_data(folders[0], t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)]
         val = get_synthetic_validation_data(t.VAL_DIR, t.SYNTHETIC, val_ps, t.SEED)
     else:
-        train = get_training_data(t.TRAIN_DIR, {'patch_size': t.TRAIN_PS, 'saturation_jitter': t.SATURATION_JITTER})
+        options = {'patch_size': t.TRAIN_PS, 'saturation_jitter': t.SATURATION_JITTER}
+        parts = [get_training_data(folder, options) for folder in folders]
         val = get_validation_data(t.VAL_DIR, {'patch_size': val_ps})
-    if len(train) == 0 or len(val) == 0:
-        empty = t.TRAIN_DIR if len(train) == 0 else t.VAL_DIR
-        raise ValueError(f'no image pairs in {empty}')
+    for folder, part in zip(folders, parts):
+        if len(part) == 0:
+            raise ValueError(f'no image pairs in {folder}')
+    if len(val) == 0:
+        raise ValueError(f'no image pairs in {t.VAL_DIR}')
     if t.SCAN_DATA:
-        for dataset, key in ((train, 'TRAINING.TRAIN_DIR'), (val, 'TRAINING.VAL_DIR')):
+        train_sizes: List[Tuple[int, int]] = []
+        for dataset, name in [*zip(parts, folders), (val, t.VAL_DIR)]:
+            key = f"{'TRAINING.VAL_DIR' if dataset is val else 'TRAINING.TRAIN_DIR'} {name}"
             if hasattr(dataset, 'pairs'):
-                sizes = scan_pairs(dataset.pairs, f'{key} {getattr(t, key.split(".")[1])}')
+                sizes = scan_pairs(dataset.pairs, key)
             else:
-                sizes = scan_images(dataset.photos, f'{key} {getattr(t, key.split(".")[1])}')
-            note = patch_note(sizes, t.TRAIN_PS, 'TRAINING.TRAIN_PS') if dataset is train else None
-            if note and notes is not None:
-                notes.append(note)
-    return train, val
+                sizes = scan_images(dataset.photos, key)
+            if dataset is not val:
+                train_sizes += sizes
+        note = patch_note(train_sizes, t.TRAIN_PS, 'TRAINING.TRAIN_PS')
+        if note and notes is not None:
+            notes.append(note)
+    return (parts[0] if len(parts) == 1 else ConcatDataset(parts)), val
 
 
 def check_training_options(cfg) -> None:
@@ -94,13 +109,18 @@ def build_dataloaders(cfg, dist_info: DistInfo, device: torch.device,
     """(train loader, its sampler for set_epoch, validation loader) for this process.
 
     Each process loads OPTIM.BATCH_SIZE / world_size samples per step, so the
-    global batch is OPTIM.BATCH_SIZE whatever the number of processes.
+    global batch is OPTIM.BATCH_SIZE whatever the number of processes (and whatever
+    OPTIM.ACCUM_STEPS, which splits each process's share into micro-batches).
     """
     train_set, val_set = datasets or build_datasets(cfg, notes)
     batch, world = cfg.OPTIM.BATCH_SIZE, dist_info.world_size
     if batch % world:
         raise ConfigError(f'OPTIM.BATCH_SIZE {batch} (the global batch) must be divisible by the number of '
                           f'processes ({world})')
+    accum = cfg.OPTIM.ACCUM_STEPS
+    if (batch // world) % accum:
+        raise ConfigError(f'OPTIM.BATCH_SIZE {batch} gives {batch // world} samples per process and step, which '
+                          f'OPTIM.ACCUM_STEPS {accum} must divide into equal micro-batches')
     workers = cfg.TRAINING.NUM_WORKERS
     if workers < 0:
         raise ConfigError(f'TRAINING.NUM_WORKERS must be >= 0, got {workers}')

@@ -17,7 +17,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from utils.files.atomic import hold_folder, remove_stale_temporaries
-from utils.files.checkpoint import load_weights
 from utils.training.datasets import build_dataloaders, check_training_options
 from utils.training.distributed import DistInfo, init_distributed, select_gpus, shutdown_distributed
 from utils.training.seeding import EpochIndexSampler, seed_everything
@@ -188,7 +187,7 @@ def _train(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]
                  f'(best PSNR {trainer.best_psnr:.4f} at epoch {trainer.best_epoch})')
     elif cfg.TRAINING.INIT_WEIGHTS:
         # Weights only: optimizer, schedule and epoch start afresh, as fine-tuning wants.
-        load_weights(trainer.model, cfg.TRAINING.INIT_WEIGHTS)
+        trainer.init_weights(cfg.TRAINING.INIT_WEIGHTS)
         log.line(f'started from the weights of {cfg.TRAINING.INIT_WEIGHTS}')
     num_epochs, steps = cfg.OPTIM.NUM_EPOCHS, len(train_loader)
     pairs = len(train_loader.dataset)
@@ -196,6 +195,16 @@ def _train(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]
     log.line(f'{cfg.MODEL.MODE}: {pairs} training pairs, {len(val_loader.dataset)} validation pairs, '
              f'{steps} step{"s" if steps != 1 else ""} of {batch} per epoch on {dist_info.world_size} x {device}; '
              f'checkpoints in {model_dir}')
+    o, extras = cfg.OPTIM, []
+    if o.ACCUM_STEPS > 1:
+        micro = o.BATCH_SIZE // dist_info.world_size // o.ACCUM_STEPS
+        extras.append(f'OPTIM.ACCUM_STEPS {o.ACCUM_STEPS}: micro-batches of {micro} per process')
+    if o.CLIP_GRAD > 0:
+        extras.append(f'OPTIM.CLIP_GRAD {o.CLIP_GRAD:g}')
+    if o.EMA > 0:
+        extras.append(f'OPTIM.EMA {o.EMA:g}: the weight average validates and is saved as state_dict')
+    if extras:
+        log.line('; '.join(extras))
     if cfg.OPTIM.AMP == 'auto':
         log.line(f'OPTIM.AMP auto: {trainer.amp}' + ('' if trainer.amp == 'bf16' else
                                                      f' ({device} has no native bf16: fp32 is faster)'))

@@ -27,6 +27,7 @@ from utils.files.checkpoint import CheckpointMismatchError, check_task, load_che
 from utils.files.checkpoint import load_weights
 from utils.inference.restorer import Restorer
 from utils.training.distributed import DistInfo, all_reduce_sum
+from utils.training.ema import WeightAverage
 from utils.training.schedule import WarmupCosineSchedule
 from utils.training.seeding import capture_rng_state, derive_seed, restore_rng_state
 
@@ -107,7 +108,10 @@ class Trainer:
         if self.mixup_from > 0:
             # Under torchrun each process mixes its own share of the batch (Denoising/README.md).
             self.mixup = MixUp(MIXUP_ALPHA, generator=self.mixup_generator)
+        self.ddp: Optional[DistributedDataParallel] = None  # set by _wrap under torchrun (for no_sync)
         self.net = self._wrap(self.model)
+        # The average starts from the initial weights; INIT_WEIGHTS and resume reset or load it.
+        self.ema = WeightAverage(self.model, o.EMA) if o.EMA > 0 else None
         self.epoch = 0            # last completed epoch
         self.best_psnr = float('-inf')
         # CPU time this run has spent, all threads of this process, summed over resumes: the
@@ -143,8 +147,8 @@ class Trainer:
         net = model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == 'cuda' else None
-            net = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False,
-                                          gradient_as_bucket_view=True)
+            net = self.ddp = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False,
+                                                     gradient_as_bucket_view=True)
         if self.cfg.OPTIM.COMPILE:
             net = torch.compile(net)
         return net
@@ -174,19 +178,52 @@ class Trainer:
         if self.mixup is not None and epoch >= self.mixup_from:
             target, input_ = self.mixup(target, input_)
         self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            outputs = self.net(input_)
-        loss = self.criterion(outputs, target)
-        self.scaler.scale(loss).backward()
+        if self.cfg.OPTIM.ACCUM_STEPS > 1:
+            loss = self._accumulate(target, input_)
+        else:
+            with self.autocast():
+                outputs = self.net(input_)
+            loss = self.criterion(outputs, target)
+            self.scaler.scale(loss).backward()
         # One small all-reduce: every process sees the same value and stops together on NaN.
         value = all_reduce_sum(loss.detach().clone()).item() / self.dist.world_size
         if not math.isfinite(value):
             raise NonFiniteLossError(f'training loss is {value} at epoch {epoch}, step {step}: training stopped '
                                      f'before this step updated the weights; {self.last_good()}; try a lower '
-                                     'OPTIM.LR_INITIAL or OPTIM.AMP off/bf16')
+                                     'OPTIM.LR_INITIAL, OPTIM.CLIP_GRAD (e.g. 0.01) or OPTIM.AMP off/bf16')
+        if self.cfg.OPTIM.CLIP_GRAD > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not fp16-scaled ones
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.OPTIM.CLIP_GRAD)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return value
+
+    def _accumulate(self, target: torch.Tensor, input_: torch.Tensor) -> torch.Tensor:
+        """Forward and backward of OPTIM.ACCUM_STEPS micro-batches, the gradients summed: each loss
+        (a mean over its micro-batch) weighted by its share of the batch, so the sum is the gradient
+        of the whole batch's mean loss. Returns that loss. Under DDP only the last backward
+        all-reduces (no_sync on the others): the summed gradients are averaged once."""
+        total = target.shape[0]
+        parts = list(zip(target.chunk(self.cfg.OPTIM.ACCUM_STEPS), input_.chunk(self.cfg.OPTIM.ACCUM_STEPS)))
+        loss_sum = torch.zeros((), device=self.device)
+        for i, (tgt, inp) in enumerate(parts):
+            last = i == len(parts) - 1
+            sync = self.ddp.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()
+            with sync:
+                with self.autocast():
+                    outputs = self.net(inp)
+                loss = self.criterion(outputs, tgt) * (tgt.shape[0] / total)
+                self.scaler.scale(loss).backward()
+            loss_sum += loss.detach().float()
+        return loss_sum
+
+    def init_weights(self, path: str) -> None:
+        """Start from a file's weights (TRAINING.INIT_WEIGHTS), the weight average with them."""
+        load_weights(self.model, path)
+        if self.ema is not None:
+            self.ema.reset(self.model)
 
     @torch.no_grad()
     def validate(self, loader: DataLoader, keep_images: int = 0) -> Tuple[float, List[torch.Tensor]]:
@@ -196,7 +233,8 @@ class Trainer:
         checkpoint do not depend on the training precision. Also returns up to
         `keep_images` (3, H, 3W) strips [input | restored | target] from this process.
         """
-        restorer = Restorer(self.model, self.device)
+        # With OPTIM.EMA the average is what validates, and so what model_best.pth is chosen by.
+        restorer = Restorer(self.model if self.ema is None else self.ema.model, self.device)
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # [sum of PSNR, count]
         strips: List[torch.Tensor] = []
         for target, input_, _ in loader:
@@ -220,9 +258,13 @@ class Trainer:
         Keys: epoch, state_dict, optimizer (as released); scheduler, scaler, rng,
         best_psnr, best_epoch, step, steps_per_epoch, world_size, config (YAML
         text), model_config (MPRNet constructor arguments), cpu_seconds (this
-        process's CPU time in training so far, over all resumes).
+        process's CPU time in training so far, over all resumes). With OPTIM.EMA,
+        state_dict holds the weight average (what validated, and what every loader
+        reads) and train_state_dict the weights the optimizer trains.
         """
-        return {'epoch': epoch, 'state_dict': self.model.state_dict(),
+        extra = {} if self.ema is None else {'train_state_dict': self.model.state_dict()}
+        weights = self.model if self.ema is None else self.ema.model
+        return {**extra, 'epoch': epoch, 'state_dict': weights.state_dict(),
                 'optimizer': self.optimizer.state_dict(), 'scheduler': self.schedule.state_dict(),
                 'scaler': self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 'rng': capture_rng_state(), 'best_psnr': self.best_psnr, 'best_epoch': self.best_epoch,
@@ -244,7 +286,17 @@ class Trainer:
         # Another task's run would carry its best PSNR over, and model_best.pth might never be written.
         check_task(ckpt, canonical_task(self.cfg.MODEL.MODE), path,
                    hint='Resume a {task} run, or set MODEL.MODE {trained_for} to continue that one')
-        load_weights(self.model, ckpt, source_name=path)
+        # A run with OPTIM.EMA saved the average as state_dict and its trained weights beside it.
+        trained = ckpt.get('train_state_dict', ckpt)
+        load_weights(self.model, trained, source_name=path)
+        if self.ema is not None and 'train_state_dict' in ckpt:
+            load_weights(self.ema.model, ckpt, source_name=path)
+        elif self.ema is not None:
+            self.ema.reset(self.model)
+            notes.append(f'{path} holds no weight average: OPTIM.EMA starts one from its weights')
+        elif 'train_state_dict' in ckpt:
+            notes.append(f'{path} holds a weight average (OPTIM.EMA) that this run, without OPTIM.EMA, drops: '
+                         'training continues from its trained weights')
         saved = ckpt['optimizer']
         for group in saved['param_groups']:
             # Which Adam kernel to run is this run's choice, not the saved run's.
