@@ -476,9 +476,11 @@ def test_sidd_advises_only_options_it_has(tmp_path, tiny, capsys):
     assert stopped.value.code == 2 and 'unrecognized arguments: --skip_existing' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('script_path', ['Denoising/evaluate_SIDD.py', 'Deraining/evaluate_PSNR_SSIM.py'])
+@pytest.mark.parametrize('script_path', ['Denoising/evaluate_SIDD.py', 'Deraining/evaluate_PSNR_SSIM.py',
+                                         'utils/evaluation/scoring.py'])
 def test_workers_below_one_are_refused_not_taken_as_one(script_path, capsys):
     script = load_script(script_path)
+    extra = ['--restored', 'r', '--target', 't'] if script_path.startswith('utils') else []
     with pytest.raises(SystemExit) as stopped:
-        script.main(['--workers', '-1'])
+        script.main(['--workers', '-1', *extra])
     assert stopped.value.code == 2 and 'argument --workers: must be at least 1, got -1' in capsys.readouterr().err

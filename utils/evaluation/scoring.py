@@ -185,14 +185,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--y_channel', action='store_true',
                         help="score the Y channel of MATLAB's rgb2ycbcr (the deraining benchmarks) instead of "
                              'RGB with the 3-D ssim (GoPro, HIDE)')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+    parser.add_argument('--workers', type=worker_count, default=os.cpu_count() or 1,
                         help='processes scoring images in parallel (default: all cores, %(default)s)')
     args = parser.parse_args(argv)
     # The scorers by their module's name, not this run's __main__: worker processes import them.
     from utils.evaluation import scoring
     try:
         score_folder(args.restored, args.target, scoring.score_y_channel if args.y_channel else scoring.score_matlab_rgb,
-                     max(1, args.workers))
+                     args.workers)
     except (OSError, ValueError, RuntimeError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
