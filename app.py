@@ -175,15 +175,25 @@ def _stop(signum: int, frame) -> None:
 
 @contextlib.contextmanager
 def results_folder():
-    """A temporary folder for the restored photos, removed however the server stops: Ctrl-C,
-    an error, or SIGTERM (``timeout``, ``kill``, a container stop), which by default would end
-    the process without running any cleanup and leave every restored photo behind."""
+    """A temporary folder of this user's only (mode 0700) for the restored photos and, through
+    GRADIO_TEMP_DIR, for Gradio's copies of every upload and result (otherwise /tmp/gradio,
+    readable by every user and never emptied). Removed however the server stops: Ctrl-C, an
+    error, or SIGTERM (``timeout``, ``kill``, a container stop), which by default would end the
+    process without running any cleanup and leave every photo behind."""
     out_dir = tempfile.mkdtemp(prefix='mprnet-app-')
+    cache = os.path.join(out_dir, 'gradio')
+    os.mkdir(cache, 0o700)
+    saved_cache = os.environ.get('GRADIO_TEMP_DIR')
+    os.environ['GRADIO_TEMP_DIR'] = cache  # before Gradio is imported: it may read it then
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         yield out_dir
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if saved_cache is None:
+            os.environ.pop('GRADIO_TEMP_DIR', None)
+        else:
+            os.environ['GRADIO_TEMP_DIR'] = saved_cache
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
@@ -191,22 +201,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         check_inference_arguments(args)
+        for option in ('max_upload_mb', 'max_queue'):  # sizes: below 1 no request could ever be taken
+            if getattr(args, option) < 1:
+                raise UsageError(f'--{option} must be at least 1, got {getattr(args, option)}')
         check_listen_address(args.host, args.port)
         keep_freed_memory()  # as every entry point: no page faults on every request (utils/allocator.py)
     except (UsageError, ValueError) as err:  # ValueError: a bad MPRNET_ALLOCATOR
         print(f'error: {err}', file=sys.stderr)
         return 2
     try:
-        gr = import_gradio()
-        models = Models(args.device, args.precision, args.fast, args.tile, args.tile_overlap, args.weights,
-                        args.weights_root, exact=args.exact, max_memory=args.max_memory)
-    except AppError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
-    for line in models.status():
-        print(line)
-    try:
         with results_folder() as out_dir:
+            try:
+                gr = import_gradio()
+                models = Models(args.device, args.precision, args.fast, args.tile, args.tile_overlap, args.weights,
+                                args.weights_root, exact=args.exact, max_memory=args.max_memory)
+            except AppError as err:
+                print(f'error: {err}', file=sys.stderr)
+                return 2
+            for line in models.status():
+                print(line)
             page = build_page(models, out_dir, args.max_megapixels)
             page.queue(default_concurrency_limit=1, max_size=args.max_queue)
             theme = gr.themes.Default(font=['ui-sans-serif', 'system-ui', 'sans-serif'],

@@ -128,7 +128,7 @@ def restore(argv: Optional[List[str]] = None) -> int:
         print(f'{len(skipped)} results already in {args.result_dir} kept (--skip_existing)')
     start = time.time()
     failed = restore_folder(restorer, plan, batch_size=1, desc=label, bit_depth=None, keep_going=True,
-                            max_megapixels=args.max_megapixels)
+                            max_megapixels=args.max_megapixels, replace=args.overwrite)
     done = len(plan) - len(failed)
     print(f'{done} of {len(plan)} images restored in {time.time() - start:.1f} s; results in {args.result_dir}')
     if plan and not done:

@@ -42,7 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
                            args.skip_existing)
     restorer, info = load_restorer(TASK, args)
     print(f'===> Testing {info}', flush=True)
-    restore_folder(restorer, plan, batch_size=args.batch_size, desc=args.dataset)
+    restore_folder(restorer, plan, batch_size=args.batch_size, desc=args.dataset, replace=args.overwrite)
     return [out for _, out in plan]
 
 

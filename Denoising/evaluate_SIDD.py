@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.inference.cli import run_main  # noqa: E402
-from utils.evaluation.scoring import report, score_matlab_float, score_pairs  # noqa: E402
+from utils.evaluation.scoring import report, score_matlab_float, score_pairs, worker_count  # noqa: E402
 from utils.files.image_io import load_mat_array  # noqa: E402
 
 GT_FILE, GT_KEY = 'ValidationGtBlocksSrgb.mat', 'ValidationGtBlocksSrgb'
@@ -31,7 +31,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              '(default: %(default)s)')
     parser.add_argument('--gt_dir', default='./Datasets/SIDD/test/',
                         help=f'folder holding {GT_FILE} (default: %(default)s)')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+    parser.add_argument('--workers', type=worker_count, default=os.cpu_count() or 1,
                         help='processes scoring blocks in parallel (default: all cores, %(default)s)')
     return parser.parse_args(argv)
 

@@ -129,9 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for option in ('patch_size', 'num_patches', 'num_workers'):
-        if getattr(args, option) < 1:
-            parser.error(f'--{option} must be at least 1, got {getattr(args, option)}')
+    for option, low in (('patch_size', 1), ('num_patches', 1), ('num_workers', 1), ('seed', 0)):
+        if getattr(args, option) < low:
+            parser.error(f'--{option} must be at least {low}, got {getattr(args, option)}')
     try:
         pairs = find_pairs(args.src_dir)
         prepare_output(args.tar_dir, args.overwrite)

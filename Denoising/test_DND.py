@@ -39,7 +39,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--save_images', action='store_true',
                         help='also write every denoised box as <result_dir>/png/<nnnn>_<bb>.png')
     add_test_script_arguments(parser, TASK, ('./Datasets/DND/test/', 'folder holding info.mat and images_srgb/'),
-                              ('./results/DND/', 'writes the submission to <result_dir>/mat/'))
+                              ('./results/DND/', 'writes the submission to <result_dir>/mat/'), skippable=False)
     return parser.parse_args(argv)
 
 
@@ -104,7 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     outputs = [os.path.join(mat_dir, f'{n}.mat') for n in names]
     per_box = [f'{n}_{k + 1:02d}' for n, b in zip(names, boxes) for k in range(len(b))]
     refuse_existing(outputs + [os.path.join(crop_dir, f'{s}.mat') for s in per_box if args.save_crops]
-               + [os.path.join(png_dir, f'{s}.png') for s in per_box if args.save_images], args.overwrite)
+                    + [os.path.join(png_dir, f'{s}.png') for s in per_box if args.save_images], args.overwrite,
+                    skippable=False)
     restorer, info = load_restorer(TASK, args)
     print(f'===> Testing {info}', flush=True)
     os.makedirs(mat_dir, exist_ok=True)

@@ -34,7 +34,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--save_images', action='store_true',
                         help='also write every denoised block as <result_dir>/png/<image>_<block>.png')
     add_test_script_arguments(parser, TASK, ('./Datasets/SIDD/test/', f'folder holding {NOISY_FILE}'),
-                              ('./results/SIDD/', 'writes <result_dir>/mat/Idenoised.mat'))
+                              ('./results/SIDD/', 'writes <result_dir>/mat/Idenoised.mat'), skippable=False)
     return parser.parse_args(argv)
 
 
@@ -54,7 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     if not os.path.isfile(noisy_path):
         raise FileNotFoundError(f'{noisy_path} not found (SIDD validation data; see Datasets/README.md)')
     mat_path = os.path.join(args.result_dir, 'mat', 'Idenoised.mat')
-    refuse_existing([mat_path], args.overwrite)
+    refuse_existing([mat_path], args.overwrite, skippable=False)
     restorer, info = load_restorer(TASK, args)
     print(f'===> Testing {info}', flush=True)
     noisy = load_noisy_blocks(noisy_path)
@@ -62,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     png_names = [os.path.join(args.result_dir, 'png', f'{i + 1:04d}_{k + 1:02d}.png')
                  for i in range(n_images) for k in range(n_blocks)]
     if args.save_images:
-        refuse_existing(png_names, args.overwrite)
+        refuse_existing(png_names, args.overwrite, skippable=False)
 
     flat = noisy.reshape(-1, *noisy.shape[2:])
     denoised = np.empty(flat.shape, dtype=np.float32)

@@ -47,7 +47,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
     restorer, info = load_restorer(TASK, args)
     print(f'===> Testing {info}', flush=True)
     for name, plan in plans.items():
-        restore_folder(restorer, plan, batch_size=args.batch_size, desc=name)
+        restore_folder(restorer, plan, batch_size=args.batch_size, desc=name, replace=args.overwrite)
     return {name: [out for _, out in plan] for name, plan in plans.items()}
 
 

@@ -55,8 +55,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from MPRNet import PRESETS  # noqa: E402
 from utils.evaluation import metrics  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
-from utils.files.atomic import write_atomically  # noqa: E402
-from utils.files.checkpoint import build_model, load_checkpoint_file  # noqa: E402
+from utils.files.atomic import check_output_file, write_atomically  # noqa: E402
+from utils.files.checkpoint import build_model, check_task, load_checkpoint_file  # noqa: E402
 from utils.data import degradations as training_degradations  # noqa: E402
 from utils.data.degradations_heldout import blur, extent_kernel, gaussian_noise, streak_rain  # noqa: E402
 from utils.files.image_io import list_images, read_image, shrink_to_fit, to_uint8  # noqa: E402
@@ -303,33 +303,73 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--time_repeats', type=int, default=3,
                    help='timed calls on a 1280x720 photo per task; 0 skips timing (default: %(default)s)')
     p.add_argument('--threads', type=int, default=None, help='torch threads (default: all cores)')
-    p.add_argument('--out', default=None, help='also write the tables as markdown to this file')
+    p.add_argument('--out', default=None, help='also write the tables as markdown to this file (never a '
+                   'checkpoint or photo it judges)')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        print(f'error: --limit must be at least 1, got {args.limit}', file=sys.stderr)
-        return 2
+def folder_labels(folders: Sequence[str]) -> List[str]:
+    """The table name of each --photos folder: its last component (test, test_source), or the
+    path as given where two folders share one (a/test and b/test); ValueError for a folder
+    given twice."""
+    real = [os.path.realpath(f) for f in folders]
+    for i, r in enumerate(real):
+        if r in real[:i]:
+            raise ValueError(f'--photos names {folders[real.index(r)]} twice (as {folders[i]}); give each folder once')
+    names = [os.path.basename(os.path.normpath(f)) for f in folders]
+    return [n if names.count(n) == 1 else os.path.normpath(f) for n, f in zip(names, folders)]
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """ValueError naming the option, for values that would fail (or be ignored) after the work."""
+    for name, low in (('limit', 1), ('max_side', 8), ('threads', 1), ('time_repeats', 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise ValueError(f'--{name} must be at least {low}, got {value}')
     if args.generator == 'training' and not args.checkpoints:
-        print('error: --generator training is a diagnostic for --checkpoints; judging uses the held-out one',
-              file=sys.stderr)
-        return 2
+        raise ValueError('--generator training is a diagnostic for --checkpoints; judging uses the held-out one')
     if args.checkpoints and len(args.tasks) != 1:
-        print('error: --checkpoints needs exactly one task in --tasks (the checkpoints\' task)', file=sys.stderr)
+        raise ValueError("--checkpoints needs exactly one task in --tasks (the checkpoints' task)")
+
+
+def main(argv=None) -> int:  # 0 when done, 2 (one line) for what stops it before any work
+    args = parse_args(argv)
+    try:
+        folders, weights = prepare(args)
+    except (OSError, ValueError, RuntimeError) as err:  # options, photos, weights, --out: before the work
+        print(f'error: {err}', file=sys.stderr)
         return 2
+    return judge(args, folders, weights, argv)
+
+
+def prepare(args: argparse.Namespace) -> Tuple[Dict[str, List[Tuple[str, np.ndarray]]], Dict[str, str]]:
+    """Everything checked before the work: options, the weights or checkpoints (readable, of the
+    task), --out (atomic.check_output_file), and the photos read; returns (photos by table name,
+    weights by task)."""
+    check_options(args)
     keep_freed_memory()
+    weights = {} if args.checkpoints else {t: os.path.relpath(resolve_weights(t, args.weights)[0]) for t in args.tasks}
+    for path in args.checkpoints or []:
+        check_task(load_checkpoint_file(path), args.tasks[0], path, hint='Judge it with --tasks {trained_for}')
+    paths = {label: evenly_spaced(list_images(folder) if os.path.isdir(folder) else [], args.limit)
+             for label, folder in zip(folder_labels(args.photos), args.photos)}
+    for (label, found), folder in zip(paths.items(), args.photos):
+        if not found:
+            raise FileNotFoundError(f'no photos in {folder}; run scripts/prepare_photos.py first')
+    if args.out:
+        judged = [('a judged checkpoint', w) for w in list(weights.values()) + (args.checkpoints or [])]
+        check_output_file(args.out, '--out', args.overwrite,
+                          judged + [('a judged photo', p) for ps in paths.values() for p in ps])
     if args.threads:
         torch.set_num_threads(args.threads)
-    folders: Dict[str, List[Tuple[str, np.ndarray]]] = {}
-    for folder in args.photos:
-        paths = evenly_spaced(list_images(folder) if os.path.isdir(folder) else [], args.limit)
-        if not paths:
-            print(f'error: no photos in {folder}; run scripts/prepare_photos.py first', file=sys.stderr)
-            return 2
-        folders[os.path.basename(os.path.normpath(folder))] = [
-            (os.path.splitext(os.path.basename(p))[0], shrink_to_fit(read_image(p)[0], args.max_side)) for p in paths]
+    return {label: [(os.path.splitext(os.path.basename(p))[0], shrink_to_fit(read_image(p)[0], args.max_side))
+                    for p in ps] for label, ps in paths.items()}, weights
+
+
+def judge(args: argparse.Namespace, folders: Dict[str, List[Tuple[str, np.ndarray]]], weights: Dict[str, str],
+          argv) -> int:
+    """The tables (or the learning curve), printed and written to --out."""
     command = 'python scripts/evaluate_synthetic.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
     if args.checkpoints:
         task = args.tasks[0]
@@ -342,17 +382,16 @@ def main(argv=None) -> int:
         if not have_bm3d:
             print('note: the bm3d package is not installed, so there is no CBM3D row (pip install bm3d)',
                   file=sys.stderr)
-        results, weights = {}, {}
+        results = {}
         for folder, photos in folders.items():
             for task in args.tasks:
-                weights[task] = os.path.relpath(resolve_weights(task, args.weights)[0])
                 print(f'{task} on {folder}: {len(photos)} photos, weights {weights[task]}', flush=True)
                 results[folder, task] = evaluate_task(task, photos, weights[task], args.seed, have_bm3d,
                                                       args.time_repeats)
         text = markdown(results, {f: len(p) for f, p in folders.items()}, args.max_side, args.seed, weights, command)
     print(text)
     if args.out:
-        write_atomically(args.out, lambda f: f.write(text.encode()))
+        write_atomically(args.out, lambda f: f.write(text.encode()), replace=args.overwrite)
     return 0
 
 

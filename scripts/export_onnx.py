@@ -28,6 +28,7 @@ file itself always is. Exit code 2: nothing exported (a bad option, missing
 packages or weights, an output that exists).
 """
 import argparse
+import math
 import os
 import sys
 import time
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.files.atomic import atomic_output  # noqa: E402
+from utils.files.atomic import OutputRefusedError, atomic_output, check_output_file  # noqa: E402
 from utils.files.checkpoint import build_model  # noqa: E402
 from utils.inference.cli import TASK_METAVAR, size_type, task_type  # noqa: E402
 from utils.inference.restorer import Restorer  # noqa: E402
@@ -203,10 +204,12 @@ def check_options(args: argparse.Namespace) -> None:
     """ExportError naming the option, for values that would fail (or destroy a file) later."""
     if args.threads is not None and args.threads < 1:
         raise ExportError(f'--threads must be at least 1, got {args.threads} (leave it out for the default)')
-    if os.path.isdir(args.out):
-        raise ExportError(f'--out {args.out} is a folder; give the path of the .onnx file to write')
-    if os.path.exists(args.out) and not args.overwrite:
-        raise ExportError(f'--out {args.out} exists; pass --overwrite to replace it, or choose another name')
+    if not (math.isfinite(args.tolerance) and args.tolerance > 0):  # nan or below 0 would fail every check
+        raise ExportError(f'--tolerance must be a positive number, got {args.tolerance:g}')
+    try:
+        check_output_file(args.out, '--out', args.overwrite)
+    except OutputRefusedError as err:
+        raise ExportError(str(err)) from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,8 +219,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         weights, kind = resolve_weights(args.task, args.weights)
-        if os.path.exists(args.out) and os.path.samefile(args.out, weights):  # --overwrite or not
-            raise ExportError(f'--out {args.out} is the --weights file; choose another name for the .onnx file')
+        check_output_file(args.out, '--out', args.overwrite, [('the --weights file', weights)])
         model = build_model(args.task, weights).eval()
     except (WeightsNotFoundError, RuntimeError, ValueError) as err:
         raise ExportError(str(err)) from err
@@ -228,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
           f'{args.exporter} exporter, opset {args.opset}, outputs: {", ".join(names)}')
     start = time.perf_counter()
     try:
-        with atomic_output(args.out) as graph_path:
+        with atomic_output(args.out, replace=args.overwrite) as graph_path:
             export_and_check(graph_path, wrapper, model, weights, kind, names, args, start)
     except CheckFailed:
         kept = f'the existing {args.out} is unchanged' if os.path.exists(args.out) else 'nothing was written'

@@ -31,7 +31,8 @@ a picture smaller than two tiles stays whole), and written as PNG to
   so it is not.
 The same picture shipped at several resolutions is kept once; transparent
 overlays are composited over black; flat pictures (and flat tiles) are left
-out and listed. The packages' copyright files go to ``<out>/LICENSES``.
+out and listed. The packages' copyright files go to ``<out>/LICENSES``. Exit code 0;
+1 when a source could not be used (each named, the others written); 2 for bad options.
 
     python scripts/prepare_photos.py --out Datasets/photos
     python Deblurring/train.py TRAINING.SYNTHETIC deblur TRAINING.TRAIN_DIR Datasets/photos/train \\
@@ -39,12 +40,15 @@ out and listed. The packages' copyright files go to ``<out>/LICENSES``.
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
+from urllib.parse import unquote
 
+from natsort import natsorted
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -89,6 +93,10 @@ SKIMAGE_PHOTOS = ('astronaut.png', 'brick.png', 'camera.png', 'chelsea.png', 'co
                   'grass.png', 'gravel.png', 'hubble_deep_field.jpg', 'moon.png', 'motorcycle_left.png',
                   'rocket.jpg')
 # ----------------------------------------------------------------------------- sources
+
+# Debian policy's package names: what apt-get and file names get, never a path ('../x').
+DEBIAN_NAME = re.compile(r'^[a-z0-9][a-z0-9+.-]+$')
+
 
 class ReservedPackageError(ValueError):
     """A package kept for the independent evaluation was asked for."""
@@ -153,12 +161,28 @@ def apt_update() -> None:
         print(f'apt-get update failed (it needs root):\n{output}', file=sys.stderr)
 
 
+def _version_newer(a: str, b: str) -> bool:
+    """Whether Debian version `a` is newer than `b`, by dpkg's own rules (1.10 after 1.9, 1.0~rc1
+    before 1.0); natural order where dpkg is missing."""
+    try:
+        return subprocess.run(['dpkg', '--compare-versions', a, 'gt', b]).returncode == 0
+    except FileNotFoundError:
+        return natsorted([a, b])[-1] == a and a != b
+
+
 def _cached_deb(package: str, deb_dir: Optional[str]) -> Optional[str]:
-    """A .deb of `package` already in `deb_dir` (apt-get download names it <package>_<version>_<arch>.deb)."""
+    """The newest .deb of `package` already in `deb_dir` (apt-get download names it
+    <package>_<version>_<arch>.deb, the version's ':' written %3a; package names hold no '_')."""
     if not deb_dir or not os.path.isdir(deb_dir):
         return None
-    found = sorted(f for f in os.listdir(deb_dir) if f.startswith(f'{package}_') and f.endswith('.deb'))
-    return os.path.join(deb_dir, found[-1]) if found else None
+    newest = None
+    for name in sorted(os.listdir(deb_dir)):
+        parts = name[:-len('.deb')].split('_') if name.endswith('.deb') else []
+        if len(parts) == 3 and parts[0] == package:
+            version = unquote(parts[1])
+            if newest is None or _version_newer(version, newest[0]):
+                newest = (version, name)
+    return os.path.join(deb_dir, newest[1]) if newest else None
 
 
 def debian_source(package: str, workdir: str, deb_dir: Optional[str] = None) -> Optional[Source]:
@@ -219,6 +243,7 @@ def print_summary(summary: Summary, out: str, failed_packages: List[str]) -> Non
     if summary.kept:
         print(f'{len(summary.kept)} photos already in {out} kept (use --overwrite to redo them)')
     for label, items in (('moved to another split', summary.moved),
+                         ('earlier files of a picture cut otherwise or left out now, removed', summary.removed),
                          ('transparent, composited over black', summary.composited),
                          ('duplicates left out', summary.duplicates), ('not photos, left out', summary.no_photo),
                          ('unreadable, left out', summary.failed)):
@@ -261,6 +286,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--apt_update', action='store_true', help='run apt-get update (needs root) before downloading')
     p.add_argument('--overwrite', action='store_true', help='rewrite photos already in --out')
     args = p.parse_args(argv)
+    for option, folder in (('--out', args.out), ('--deb_dir', args.deb_dir)):
+        if folder and os.path.exists(folder) and not os.path.isdir(folder):
+            p.error(f'{option} {folder} is a file; name a folder')
+    odd = [package for package in args.packages if not DEBIAN_NAME.match(package)]
+    if odd:
+        p.error(f'--packages: {", ".join(odd)} is not a Debian package name (lower-case letters, digits, '
+                "'+', '-' and '.', starting with a letter or digit)")
     if args.max_side < 64:
         p.error(f'--max_side {args.max_side} is too small for training patches; use at least 64')
     if args.tile < 64:
@@ -291,9 +323,10 @@ def main(argv=None) -> Summary:
                     sources.append(source)
         summary = prepare(sources, args.out, args.max_side, args.val_fraction, args.overwrite, args.test_fraction,
                           args.tile)
+    summary.failed_sources = failed_packages
     print_summary(summary, args.out, failed_packages)
     return summary
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(1 if main().failed_sources else 0)  # 1: some sources failed (named above); the others written

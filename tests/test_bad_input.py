@@ -263,6 +263,25 @@ def test_tiff_headers_are_checked_too(tmp_path):
         read_image(str(path))
 
 
+def test_a_tiff_that_repeats_its_size_is_refused_before_decoding(tmp_path, monkeypatch):
+    # libtiff keeps the first ImageWidth/ImageLength (18000), a reader keeping the last saw 8x8:
+    # whichever the decoder takes, the limit must see the same, so the file is refused.
+    entries = [(256, 4, 1, 18000), (256, 4, 1, 8), (257, 4, 1, 18000), (257, 4, 1, 8), (258, 3, 1, 16),
+               (277, 3, 1, 3)]
+    ifd = struct.pack('<H', len(entries)) + b''.join(struct.pack('<HHII', *e) for e in entries) + b'\0' * 4
+    path = tmp_path / 'twice.tif'
+    path.write_bytes(b'II*\0' + struct.pack('<I', 8) + ifd)
+
+    def never(*args):
+        raise AssertionError('decoded')
+    monkeypatch.setattr(cv2, 'imdecode', never)
+    with pytest.raises(ValueError, match=r'twice.tif.*gives tag 256 \(width\) twice'):
+        read_image(str(path), max_megapixels=None)
+    models = uploads.Models(device='cpu')
+    with pytest.raises(uploads.AppError, match='twice.tif'):
+        uploads.restore(str(path), 'Deblurring', models, str(tmp_path / 'out'))
+
+
 def test_a_header_the_checker_cannot_read_is_refused_not_decoded(tmp_path):
     # Radiance HDR, which OpenCV decodes and Pillow cannot read, named .png.
     ok, encoded = cv2.imencode('.hdr', np.full((4, 5, 3), 0.5, np.float32))
@@ -277,6 +296,38 @@ def test_a_header_the_checker_cannot_read_is_refused_not_decoded(tmp_path):
 
 
 # ---------------------------------------------------------------- 12: SIGTERM
+
+
+def test_the_web_page_keeps_gradios_copies_private_and_removes_them(tmp_path, monkeypatch):
+    """Gradio copies every upload and result into GRADIO_TEMP_DIR (/tmp/gradio when unset, readable
+    by every user and never emptied): the page points it into its own folder, removed at the end."""
+    monkeypatch.setattr('tempfile.tempdir', str(tmp_path))
+    monkeypatch.setenv('GRADIO_TEMP_DIR', '/somewhere/the/user/chose')
+    seen = {}
+
+    class Page:
+        def queue(self, **kwargs):
+            pass
+
+        def launch(self, allowed_paths, **kwargs):
+            cache = os.environ['GRADIO_TEMP_DIR']
+            seen['cache'] = cache
+            seen['modes'] = [os.stat(f).st_mode & 0o777 for f in (os.path.dirname(cache), cache)]
+            write_test_image(os.path.join(cache, 'upload.png'), rgb8(4, 4))  # what Gradio does with an upload
+            raise KeyboardInterrupt  # Ctrl-C
+
+    def import_gradio():
+        seen['at_import'] = os.environ['GRADIO_TEMP_DIR']
+        return types.SimpleNamespace(themes=types.SimpleNamespace(Default=lambda **kwargs: None))
+    monkeypatch.setattr(app, 'import_gradio', import_gradio)
+    monkeypatch.setattr(app, 'build_page', lambda *args: Page())
+    monkeypatch.setattr(app, 'check_listen_address', lambda host, port: None)
+    assert app.main(['--device', 'cpu']) == 0
+    assert seen['at_import'] == seen['cache'] and seen['cache'].startswith(str(tmp_path))
+    assert seen['modes'] == [0o700, 0o700]  # this user's only
+    folder = os.path.dirname(seen['cache'])
+    assert not os.path.exists(folder) and os.listdir(tmp_path) == []
+    assert os.environ['GRADIO_TEMP_DIR'] == '/somewhere/the/user/chose'
 
 
 def test_the_web_page_cleans_up_on_sigterm(tmp_path, monkeypatch):
@@ -331,6 +382,9 @@ def test_bad_allocator_setting_is_one_line(one_input, tmp_path, tiny_weights, ca
     (['--host', '256.1.1.1', '--port', '7861'], '--host 256.1.1.1 is not an address'),
     (['--max_megapixels', 'nan'], '--max_megapixels must be a positive, finite number'),
     (['--max_megapixels', '0'], '--max_megapixels must be a positive, finite number'),
+    (['--max_upload_mb', '-1'], '--max_upload_mb must be at least 1, got -1'),
+    (['--max_upload_mb', '0'], '--max_upload_mb must be at least 1, got 0'),
+    (['--max_queue', '-5'], '--max_queue must be at least 1, got -5'),
 ])
 def test_bad_web_page_options_are_one_line(capsys, argv, message):
     assert app.main(['--device', 'cpu'] + argv) == 2
@@ -382,3 +436,118 @@ def test_skip_existing_redoes_an_empty_result(tmp_path, tiny_weights):
                     '--skip_existing') == 0
     assert cv2.imread(str(out / 'x.png')).shape == (16, 16, 3)  # redone
     assert cv2.imread(str(out / 'y.png')).shape == (5, 5, 3)    # kept
+
+
+# ---------------------------------------------------------------- memory of a read, whatever the file's size
+
+
+def png_with_chunk_after_ihdr(pixels, kind, data):
+    import zlib
+    ok, encoded = cv2.imencode('.png', pixels)
+    raw = encoded.tobytes()
+    chunk = struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    return raw[:33] + chunk + raw[33:]  # signature (8) + IHDR (25), then the chunk
+
+
+def test_a_small_image_padded_to_a_large_file_costs_its_pixels_not_its_size(tmp_path, monkeypatch):
+    import tracemalloc
+    from utils.files import image_io
+    monkeypatch.setattr(image_io, 'METADATA_BYTES', 2 ** 20)
+    pixels = rgb8(8, 8)
+    ok, encoded = cv2.imencode('.png', pixels)
+    padded = tmp_path / 'padded.png'
+    padded.write_bytes(encoded.tobytes() + b'\0' * (24 * 2 ** 20))  # a valid 8x8 PNG, then 24 MiB
+    small = tmp_path / 'small.png'
+    small.write_bytes(encoded.tobytes())
+    read_image(str(small))  # the decoders' one-off set-up (Pillow's plugins) is not the file's cost
+    tracemalloc.start()
+    try:
+        img, _ = read_image(str(padded))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(np.round(img * 255).astype(np.uint8), pixels[:, :, ::-1])
+    # The budget, 2 x 8 x 8 pixels x 4 samples x 2 bytes + 1 MiB, read once (and the decoder's and
+    # header reader's own few hundred KiB); before, the whole file was held twice: 48 MiB.
+    assert peak < 2 ** 20 + 2 * 8 * 8 * 4 * 2 + 2 ** 20, peak
+    # An image whose pixels lie beyond the budget (3 MiB of text before them) is refused by name.
+    late = tmp_path / 'late.png'
+    late.write_bytes(png_with_chunk_after_ihdr(pixels, b'tEXt', b'comment\0' + b'x' * (3 * 2 ** 20)))
+    with pytest.raises(ValueError, match=r'late.png is 3 MiB, more than the pixels its header gives \(8x8\)'):
+        read_image(str(late))
+
+
+def test_running_out_of_memory_on_one_file_fails_only_that_file(tmp_path, tiny_weights, capsys, monkeypatch):
+    from utils.inference import folder_restore
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for name in ('a', 'huge', 'z'):
+        write_test_image(folder / f'{name}.png', rgb8(8, 8))
+    reader = folder_restore.read_image
+
+    def out_of_memory_on_huge(path, *args):
+        if 'huge' in path:
+            raise MemoryError('Unable to allocate 2.79 GiB for an array with shape (3000000000,) and data type uint8')
+        return reader(path, *args)
+
+    monkeypatch.setattr(folder_restore, 'read_image', out_of_memory_on_huge)
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', tmp_path / 'out', '--weights',
+                    tiny_weights) == 1
+    captured = capsys.readouterr()
+    assert 'huge.png: not enough memory to read it (Unable to allocate 2.79 GiB' in captured.err
+    assert '2 of 3 images restored' in captured.out
+    assert sorted(os.listdir(tmp_path / 'out')) == ['a.png', 'z.png']
+
+
+def test_a_bmp_of_negative_width_is_damaged_not_huge(tmp_path):
+    ok, encoded = cv2.imencode('.bmp', rgb8(16, 8))
+    data = bytearray(encoded.tobytes())
+    assert struct.unpack_from('<ii', data, 18) == (8, 16)  # BITMAPINFOHEADER width, height
+    struct.pack_into('<i', data, 18, -8)
+    path = tmp_path / 'negative.bmp'
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r'negative.bmp: the file is damaged .*impossible size, -8x16\)'):
+        read_image(str(path))
+
+
+def test_a_pipe_as_the_input_is_named_a_pipe(tmp_path, tiny_weights, capsys):
+    os.mkfifo(tmp_path / 'fifo')
+    assert run_demo('--task', 'Deblurring', '--input_dir', tmp_path / 'fifo', '--result_dir', tmp_path / 'out',
+                    '--weights', tiny_weights) == 2
+    err = capsys.readouterr().err
+    assert f'{tmp_path / "fifo"} is not a regular file (a pipe' in err and 'does not exist' not in err, err
+
+
+def test_a_progressive_jpeg_repeating_its_scans_is_refused_before_decoding(tmp_path, monkeypatch):
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(rgb8(64, 64)).save(buf, 'JPEG', progressive=True, quality=90)
+    data = buf.getvalue()
+    scans = data.count(b'\xff\xda')
+    assert 2 <= scans <= 20  # what an encoder writes
+    fine = tmp_path / 'fine.jpg'
+    fine.write_bytes(data)
+    assert read_image(str(fine))[0].shape == (64, 64, 3)
+    # The last scan (from its SOS marker to the EOI marker) written 300 times over.
+    last = data.rindex(b'\xff\xda')
+    repeated = tmp_path / 'repeated.jpg'
+    repeated.write_bytes(data[:last] + data[last:-2] * 300 + data[-2:])
+
+    def never(*args):
+        raise AssertionError('decoded')
+    monkeypatch.setattr(cv2, 'imdecode', never)
+    with pytest.raises(ValueError, match=rf'repeated.jpg is a JPEG of {scans - 1 + 300} scans .* more than 256 '
+                                         'are refused'):
+        read_image(str(repeated))
+
+
+def test_the_web_page_names_an_upload_it_has_no_memory_for(tmp_path, monkeypatch):
+    path = tmp_path / 'big.png'
+    write_test_image(path, rgb8(8, 8))
+
+    def out_of_memory(*args):
+        raise MemoryError('Unable to allocate 2.79 GiB for an array')
+    monkeypatch.setattr(uploads, 'read_image', out_of_memory)
+    with pytest.raises(uploads.AppError, match='not enough memory to read big.png; try a smaller image'):
+        uploads.restore(str(path), 'Deblurring', uploads.Models(device='cpu'), str(tmp_path / 'out'))

@@ -195,3 +195,25 @@ def test_a_file_size_limit_mid_save_keeps_the_previous_checkpoint(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert f'cannot write {path}' in run.stdout and 'the previous file, if any, is unchanged' in run.stdout
     assert path.read_bytes() == before and os.listdir(tmp_path) == ['model_latest.pth']
+
+
+def test_a_checkpoint_of_compressed_tensors_is_refused_unread(tmp_path, tiny_model, monkeypatch):
+    import zipfile
+    from utils.files import checkpoint
+    monkeypatch.setattr(checkpoint, '_UNPACK_SLACK', 0, raising=False)  # the slack is for large files; these are small
+    plain = tmp_path / 'plain.pth'
+    torch.save({'epoch': 1, 'zeros': torch.zeros(10 ** 6)}, plain)
+    assert checkpoint.load_checkpoint_file(str(plain))['zeros'].shape == (10 ** 6,)  # stored: loads
+    # The same entries deflated: 4 MB of zeros fit in a few KB.
+    bomb = tmp_path / 'bomb.pth'
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(bomb, 'w', zipfile.ZIP_DEFLATED) as packed:
+        for info in source.infolist():
+            packed.writestr(info.filename, source.read(info))
+    assert os.path.getsize(bomb) < 10 ** 5
+
+    def never(*args, **kwargs):
+        raise AssertionError('torch.load ran')
+    monkeypatch.setattr(torch, 'load', never)
+    with pytest.raises(checkpoint.CheckpointReadError, match=r'bomb.pth: its 0.0 MiB unpack to .* GiB of '
+                                                             'compressed tensors, which torch.save never writes'):
+        checkpoint.load_checkpoint_file(str(bomb))

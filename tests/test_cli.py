@@ -1,5 +1,6 @@
 """utils.inference.cli and the demo's run options: exit codes, skipping, comparison pictures, precision choice."""
 import argparse
+import io
 import os
 import stat
 
@@ -84,6 +85,26 @@ def test_compare_writes_every_input_beside_its_result(inputs, tmp_path, tiny_wei
                     tiny_weights, '--compare', picture) == EXIT_NOTHING_RUN
 
 
+def test_a_comparison_of_many_photos_stays_within_its_pixel_budget(tmp_path, monkeypatch):
+    from utils.evaluation import visualize
+    from utils.evaluation.visualize import GAP, LABEL_HEIGHT, comparison_picture, panel_side
+    # 150 photos at the 480-px default would be 150 x 516 x 984 = 76 megapixels.
+    side = panel_side(150)
+    assert side % 8 == 0 and 150 * (side + LABEL_HEIGHT + GAP) * (2 * side + 3 * GAP) <= 40e6 < \
+        150 * (side + 8 + LABEL_HEIGHT + GAP) * (2 * side + 16 + 3 * GAP)
+    assert panel_side(3) == 480 and panel_side(10 ** 6) == visualize.MIN_PANEL_SIDE
+    # On real files, with the budget made small: 12 pairs of 96x96 photos shrink to 48-px panels.
+    monkeypatch.setattr(visualize, 'COMPARE_MEGAPIXELS', 12 * (48 + LABEL_HEIGHT + GAP) * (2 * 48 + 3 * GAP) / 1e6)
+    pairs = []
+    for i in range(12):
+        for kind in ('in', 'out'):
+            write_image(str(tmp_path / f'{kind}{i}.png'), np.full((96, 96, 3), i / 12, np.float32))
+        pairs.append((str(tmp_path / f'in{i}.png'), str(tmp_path / f'out{i}.png')))
+    picture = comparison_picture(pairs)
+    assert picture.dtype == np.uint8 and picture.shape[1] == 2 * 48 + 3 * GAP
+    assert picture.shape[0] == 12 * (48 + LABEL_HEIGHT + GAP)
+
+
 def test_unusable_result_folder_is_refused_before_any_image(inputs, tmp_path, tiny_weights, capsys):
     a_file = tmp_path / 'file.txt'
     a_file.write_text('x')
@@ -142,6 +163,40 @@ def test_results_are_written_atomically_with_the_usual_permissions(tmp_path):
     assert os.listdir(tmp_path) == ['r.png']
 
 
+def test_a_result_named_up_to_the_file_systems_limit_is_written(tmp_path):
+    from utils.files.atomic import remove_stale_temporaries
+    path = tmp_path / ('r' * 251 + '.png')  # 255 bytes, the longest name ext4 and most others take
+    write_image(str(path), np.full((4, 5, 3), 0.5, np.float32))
+    assert os.listdir(tmp_path) == [path.name]
+    # What a killed write leaves is recognised as ours, and nothing else is.
+    stale = tmp_path / ('.' + 'r' * 100 + '.abcd_123.tmp')
+    stale.write_bytes(b'half')
+    (tmp_path / '.notes.tmp').write_bytes(b'the user\'s')
+    assert remove_stale_temporaries(str(tmp_path)) == [str(stale)]
+    assert sorted(os.listdir(tmp_path)) == ['.notes.tmp', path.name]
+
+
+@pytest.mark.parametrize('hard_links', [True, False])
+def test_a_write_that_must_not_replace_keeps_what_appeared(tmp_path, monkeypatch, hard_links):
+    import errno
+    from utils.files.atomic import OutputAppearedError
+    if not hard_links:  # a file system without hard links: the name is claimed with O_EXCL instead
+        def no_link(src, dst):
+            raise OSError(errno.EPERM, 'Operation not permitted')
+        monkeypatch.setattr(os, 'link', no_link)
+    img = np.full((4, 5, 3), 0.5, np.float32)
+    kept, empty, fresh = tmp_path / 'kept.png', tmp_path / 'empty.png', tmp_path / 'fresh.png'
+    kept.write_bytes(b'another run')
+    empty.write_bytes(b'')
+    with pytest.raises(OutputAppearedError, match='kept.png appeared while this run was working'):
+        write_image(str(kept), img, replace=False)
+    write_image(str(empty), img, replace=False)  # 0 bytes is no result
+    write_image(str(fresh), img, replace=False)
+    assert kept.read_bytes() == b'another run'
+    assert (cv2.imread(str(empty)) == 128).all() and (cv2.imread(str(fresh)) == 128).all()
+    assert sorted(os.listdir(tmp_path)) == ['empty.png', 'fresh.png', 'kept.png']  # no temporaries
+
+
 @pytest.mark.parametrize('orientation', range(1, 9))
 def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
     from PIL import Image, ImageOps
@@ -158,6 +213,56 @@ def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
     img, _ = read_image(str(path))
     assert np.array_equal(np.round(img * 255).astype(np.uint8), expected)
     assert img.shape[:2] == ((6, 4) if orientation >= 5 else (4, 6))
+
+
+def blocks_picture():
+    """16x24 RGB of six 8x8 blocks of distinct colours: every orientation looks different, and
+    JPEG keeps flat 8x8 blocks nearly exact."""
+    colours = [(250, 10, 10), (10, 250, 10), (10, 10, 250), (250, 250, 10), (10, 250, 250), (128, 128, 128)]
+    return np.kron(np.array(colours, np.uint8).reshape(2, 3, 3), np.ones((8, 8, 1), np.uint8))
+
+
+def save_oriented(path, stored, orientation):
+    from PIL import Image
+    pil = Image.fromarray(stored)
+    if path.suffix == '.tif':
+        pil.save(path, tiffinfo={0x0112: orientation})  # the TIFF's own Orientation tag
+        return
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    extra = {'.jpg': dict(quality=100, subsampling=0), '.webp': dict(lossless=True)}.get(path.suffix, {})
+    pil.save(path, exif=exif.tobytes(), **extra)
+
+
+@pytest.mark.parametrize('decoder', ['installed', 'without TIFF orientation'])
+@pytest.mark.parametrize('ext', ['.png', '.jpg', '.webp', '.tif'])
+def test_every_orientation_of_every_format_reads_as_a_viewer_shows_it(tmp_path, monkeypatch, ext, decoder):
+    from PIL import Image, ImageOps
+    from utils.files import image_io
+    from utils.files.image_header import read_header
+    if decoder != 'installed':
+        # OpenCV 4.x: the TIFF decoder returns the pixels as stored. Pillow turns TIFFs upright as
+        # it loads them, so its result is turned back by the inverse orientation (6 and 8 swap).
+        def stored_pixels(data, flags):
+            with Image.open(io.BytesIO(data.tobytes())) as pil:
+                tiff, shown = pil.format == 'TIFF', np.asarray(pil.convert('RGB'))
+            o = read_header(io.BytesIO(data.tobytes())).orientation if tiff else 1
+            return np.ascontiguousarray(image_io.apply_orientation(shown, {6: 8, 8: 6}.get(o, o))[:, :, ::-1])
+        monkeypatch.setattr(image_io.cv2, 'imdecode', stored_pixels)
+    image_io.decoder_applies_tiff_orientation.cache_clear()
+    try:
+        for orientation in range(1, 9):
+            path = tmp_path / f'o{orientation}{ext}'
+            save_oriented(path, blocks_picture(), orientation)
+            with Image.open(path) as pil:
+                expected = np.asarray(ImageOps.exif_transpose(pil).convert('RGB')).astype(int)
+            img, _ = image_io.read_image(str(path))
+            assert img.shape == expected.shape, (orientation, img.shape, expected.shape)
+            assert np.abs(np.round(img * 255) - expected).max() <= 4, orientation
+        if decoder != 'installed':
+            assert not image_io.decoder_applies_tiff_orientation()  # the probe saw the stored pixels
+    finally:
+        image_io.decoder_applies_tiff_orientation.cache_clear()
 
 
 def test_png_size_and_orientation_come_from_the_header_without_decoding(tmp_path):

@@ -114,3 +114,18 @@ def test_bad_override_values_and_pairs_fail():
         task_config('Deblurring', ['OPTIM.BATCH_SIZE'])
     with pytest.raises(ConfigError, match='OPTIM.BATCH_SIZE'):
         task_config('Deblurring', ['OPTIM.BATCH_SIZE', "'sixteen'"])
+
+
+def test_every_numeric_option_has_a_range_and_the_shipped_configs_are_within_it():
+    from utils.training.config import OPTION_RANGES, check_option_ranges, get_default_config
+    numeric = []
+    for section, node in get_default_config().items():
+        for key, value in (node.items() if hasattr(node, 'items') else [('', node)]):
+            items = value if isinstance(value, list) else [value]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+                numeric.append(f'{section}.{key}' if key else section)
+    # TRAINING.VAL_PS may be null and is checked with its own rule at the start of a run.
+    assert sorted(numeric) == sorted([key for key, _, _ in OPTION_RANGES] + ['TRAINING.VAL_PS'])
+    for path in ('Deblurring/training.yml', 'Deraining/training.yml', 'Denoising/training.yml',
+                 'pretrained_models/synthetic/training.yml'):
+        check_option_ranges(load_config(os.path.join(ROOT, path)))

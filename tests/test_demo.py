@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+import demo
 from MPRNet import MPRNet
 from utils.files.checkpoint import OFFICIAL_WEIGHTS_URL
 from utils.inference.restorer import Restorer
@@ -170,3 +171,49 @@ def test_cuda_without_a_gpu_is_a_clear_error(inputs, tmp_path, weights, capsys):
     assert run_demo('--task', 'Deblurring', '--input_dir', inputs, '--result_dir', tmp_path / 'out',
                     '--weights', weights, '--device', 'cuda') == 2
     assert '--device cpu' in capsys.readouterr().err
+
+
+def test_a_selection_of_links_into_the_result_folder_is_never_replaced(tmp_path, weights, capsys):
+    # A first run restored photos/ into out/; a 'selection' folder links to two of those results.
+    out, selection = tmp_path / 'out', tmp_path / 'selection'
+    out.mkdir()
+    selection.mkdir()
+    write_test_image(out / 'best.png', rgb8(8, 8, seed=1))
+    write_test_image(tmp_path / 'other.png', rgb8(8, 8, seed=2))
+    os.symlink(out / 'best.png', selection / 'best.png')      # the result itself
+    os.symlink(tmp_path / 'other.png', selection / 'other.png')
+    before = (out / 'best.png').read_bytes()
+    for extra in ((), ('--overwrite',), ('--skip_existing',)):
+        assert run_demo('--task', 'Deblurring', '--input_dir', selection, '--result_dir', out, '--weights', weights,
+                        *extra) == 2, extra
+        err = capsys.readouterr().err
+        assert f'the result {out / "best.png"} is the input {selection / "best.png"}' in err, err
+        assert (out / 'best.png').read_bytes() == before
+    assert sorted(os.listdir(out)) == ['best.png']
+
+
+def test_a_result_that_appears_after_planning_is_kept(tmp_path, weights, capsys, monkeypatch):
+    # A second demo into the same folder writes b.png while this one loads its model.
+    folder, out = tmp_path / 'in', tmp_path / 'out'
+    folder.mkdir()
+    write_test_image(folder / 'a.png', rgb8(8, 8))
+    write_test_image(folder / 'b.png', rgb8(8, 8, seed=3))
+    loader = demo.load_restorer
+
+    def other_run_writes_first(*args, **kwargs):
+        out.mkdir(exist_ok=True)
+        (out / 'b.png').write_bytes(b'the other run')
+        return loader(*args, **kwargs)
+
+    monkeypatch.setattr(demo, 'load_restorer', other_run_writes_first)
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', weights) == 1
+    err = capsys.readouterr().err
+    assert f'{out / "b.png"} appeared while this run was working' in err and 'it was kept' in err
+    assert (out / 'b.png').read_bytes() == b'the other run'
+    assert cv2.imread(str(out / 'a.png')).shape == (8, 8, 3)
+    assert sorted(os.listdir(out)) == ['a.png', 'b.png']  # no temporary left behind
+    # --overwrite replaces it, as asked.
+    monkeypatch.setattr(demo, 'load_restorer', loader)
+    assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', weights,
+                    '--overwrite') == 0
+    assert cv2.imread(str(out / 'b.png')).shape == (8, 8, 3)

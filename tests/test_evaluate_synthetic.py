@@ -64,3 +64,71 @@ def test_training_generator_only_as_a_diagnostic(tmp_path, capsys):
     es = load_script()
     assert es.main(['--generator', 'training', '--photos', str(tmp_path)]) == 2
     assert 'diagnostic' in capsys.readouterr().err
+
+
+def photo_folders(tmp_path, *names):
+    rng = np.random.default_rng(1)
+    for folder in names:
+        os.makedirs(tmp_path / folder)
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / folder / f'{i}.png'), rng.integers(60, 200, (24, 24, 3), dtype=np.uint8))
+    return [str(tmp_path / folder) for folder in names]
+
+
+def checkpoint(tmp_path, tiny_model, tiny_config, task='Denoising', name='model_epoch_1.pth'):
+    path = tmp_path / name
+    torch.save({'epoch': 1, 'state_dict': tiny_model.state_dict(), 'model_config': tiny_config, 'task': task,
+                'cpu_seconds': 36.0}, path)
+    return str(path)
+
+
+def one_line_error(capsys, code, *argv):
+    assert load_script().main([str(a) for a in argv]) == code
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('error: ') and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_out_follows_the_output_rules(tmp_path, tiny_model, tiny_config, capsys):
+    photos = photo_folders(tmp_path, 'test')
+    ckpt = checkpoint(tmp_path, tiny_model, tiny_config)
+    before = open(ckpt, 'rb').read()
+    common = ['--tasks', 'Denoising', '--photos', *photos, '--checkpoints', ckpt, '--threads', '1', '--max_side', 24]
+    for extra in ((), ('--overwrite',)):  # the judged checkpoint is never replaced
+        err = one_line_error(capsys, 2, *common, '--out', ckpt, *extra)
+        assert f'--out {ckpt} is a judged checkpoint' in err
+    assert open(ckpt, 'rb').read() == before
+    err = one_line_error(capsys, 2, *common, '--out', os.path.join(photos[0], '0.png'), '--overwrite')
+    assert 'is a judged photo' in err
+    out = tmp_path / 'curve.md'
+    out.write_text('an earlier report')
+    assert 'exists; pass --overwrite' in one_line_error(capsys, 2, *common, '--out', out)
+    assert out.read_text() == 'an earlier report'
+    assert load_script().main([str(a) for a in common + ['--out', out, '--overwrite']]) == 0
+    assert out.read_text().startswith('# Learning curve: Denoising')
+
+
+def test_two_photo_folders_of_one_name_are_both_judged(tmp_path, tiny_model, tiny_config, capsys):
+    photos = photo_folders(tmp_path, 'a/test', 'b/test')
+    ckpt = checkpoint(tmp_path, tiny_model, tiny_config)
+    out = tmp_path / 'curve.md'
+    assert load_script().main(['--tasks', 'Denoising', '--photos', *photos, '--checkpoints', ckpt,
+                               '--threads', '1', '--out', str(out)]) == 0
+    header = out.read_text().splitlines()[4]
+    assert header == f'| checkpoint | epoch | CPU-h | {photos[0]} PSNR | {photos[1]} PSNR |', header
+    assert 'twice' in one_line_error(capsys, 2, '--tasks', 'Denoising', '--photos', photos[0], photos[0] + '/',
+                                     '--checkpoints', ckpt)
+
+
+def test_bad_options_and_inputs_are_one_line_before_any_work(tmp_path, tiny_model, tiny_config, capsys):
+    photos = photo_folders(tmp_path, 'test')
+    ckpt = checkpoint(tmp_path, tiny_model, tiny_config)
+    curve = ['--tasks', 'Denoising', '--photos', *photos, '--checkpoints', ckpt]
+    for option, value, low in (('--threads', -1, 1), ('--time_repeats', -1, 0), ('--max_side', 0, 8)):
+        assert f'{option} must be at least {low}, got {value}' in one_line_error(capsys, 2, *curve, option, value)
+    assert 'checkpoint not found' in one_line_error(capsys, 2, *curve[:-1], tmp_path / 'missing.pth')
+    deraining = checkpoint(tmp_path, tiny_model, tiny_config, task='Deraining', name='derain.pth')
+    err = one_line_error(capsys, 2, *curve[:-1], deraining)
+    assert 'was trained for Deraining' in err and '--tasks Deraining' in err
+    (tmp_path / 'test' / '1.png').write_bytes(b'not a png')
+    assert '1.png' in one_line_error(capsys, 2, *curve)

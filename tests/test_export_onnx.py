@@ -111,6 +111,14 @@ def test_threads_below_one_is_one_line_exit_2(tmp_path, weights, capsys):
     assert not os.path.exists(out)
 
 
+@pytest.mark.parametrize('value', ['nan', '-1', '0'])
+def test_a_tolerance_no_difference_can_meet_is_one_line_exit_2(tmp_path, weights, capsys, value):
+    code, out = export(tmp_path, weights, '--tolerance', value)
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == f'error: --tolerance must be a positive number, got {float(value):g}'
+    assert not os.path.exists(out)
+
+
 def test_an_existing_out_is_refused_without_overwrite(tmp_path, weights, capsys, monkeypatch):
     fake_export(monkeypatch, [0.0])
     (tmp_path / 'model.onnx').write_bytes(b'old graph')

@@ -121,3 +121,10 @@ def test_missing_gt_and_small_images_are_errors(gen, sidd, tmp_path, capsys):
            64, 1, 0)  # a 64x64 patch does not fit in 50x40
     with pytest.raises(ValueError, match='smaller than the patch size'):
         gen.save_patches(job)
+
+
+def test_a_negative_seed_is_refused_before_any_patch(gen, sidd, tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        run_main(gen, sidd, tmp_path / 'patches', '--seed', '-1')
+    assert err.value.code == 2 and '--seed must be at least 0, got -1' in capsys.readouterr().err
+    assert not (tmp_path / 'patches').exists()

@@ -289,6 +289,36 @@ def test_prepare_writes_a_fixed_disjoint_split(tmp_path):
     assert not train & val and len(train | val) == len(expected)
 
 
+def test_a_rerun_with_other_tiles_leaves_no_picture_in_two_splits(tmp_path):
+    rng = np.random.default_rng(2)
+    pictures = []
+    for i in range(6):
+        path = tmp_path / 'src' / f'p{i}.png'
+        write_rgb(path, rng.integers(0, 256, (180, 240, 3), dtype=np.uint8))
+        pictures.append((f'test__p{i}', str(path)))
+    source = photos.Source('test', pictures=pictures)
+    out = tmp_path / 'out'
+    (out / 'train').mkdir(parents=True)
+    write_rgb(out / 'train' / 'mine.png', np.zeros((8, 8, 3), np.uint8))  # not a picture of the run: kept
+
+    def where(picture):
+        return {split for split in photos.SPLITS for f in os.listdir(out / split) if f.startswith(picture + '__')}
+
+    # 180x240 in 64-px tiles: 180 // 64 = 2 rows, 240 // 64 = 3 columns, six tiles of each picture.
+    photos.prepare([source], str(out), max_side=240, val_fraction=0.0, test_fraction=0.0, tile=64)
+    assert all(where(name) == {'train'} for name, _ in pictures)
+    assert len(os.listdir(out / 'train')) == 6 * 6 + 1
+    # Again in 120-px tiles (1 row, 2 columns) with half the pictures held out for testing.
+    summary = photos.prepare([source], str(out), max_side=240, val_fraction=0.0, test_fraction=0.5, tile=120)
+    for name, _ in pictures:
+        split = photos.split_of(name, 0.0, 0.5)
+        assert where(name) == {split}, name
+        assert sorted(f for f in os.listdir(out / split) if f.startswith(name + '__')) == \
+            [f'{name}__t0.png', f'{name}__t1.png']
+    assert len(summary.removed) == 6 * 4  # t2..t5 of every picture
+    assert (out / 'train' / 'mine.png').exists()
+
+
 def test_reserved_packages_are_never_a_source():
     pp = load_prepare_photos()
     assert set(pp.RESERVED_PACKAGES) == {'opencv-doc', 'plasma-workspace-wallpapers'}
@@ -366,3 +396,36 @@ def test_photo_folders_and_exclusions_of_a_package():
     assert pp.in_photo_folders('usr/share/stellarium/landscapes/garching/garching-gl1.png', stellarium)
     for layer in ('trees/trees_illum_512.png', 'ocean/fog.png', 'guereins/guereins8-lgt.png', 'sun/sun-256.png'):
         assert not pp.in_photo_folders(f'usr/share/stellarium/landscapes/{layer}', stellarium), layer
+
+
+def test_prepare_photos_options_that_name_no_folder_or_no_package(tmp_path, capsys):
+    pp = load_prepare_photos()
+    a_file = tmp_path / 'notes.txt'
+    a_file.write_text('x')
+    for argv, message in ((['--out', str(a_file)], f'--out {a_file} is a file; name a folder'),
+                          (['--deb_dir', str(a_file)], f'--deb_dir {a_file} is a file; name a folder'),
+                          (['--packages', '../../etc'], '--packages: ../../etc is not a Debian package name')):
+        with pytest.raises(SystemExit) as stopped:
+            pp.parse_args(argv)
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_newest_cached_package_is_used(tmp_path):
+    pp = load_prepare_photos()
+    for name in ('mate-backgrounds_1.9-1_all.deb', 'mate-backgrounds_1.10-1_all.deb',
+                 'mate-backgrounds_1.10~rc1-1_all.deb', 'mate-backgrounds-extra_9.0_all.deb'):
+        (tmp_path / name).write_bytes(b'')
+    # 1.10-1 is newer than 1.9-1 (not by the characters) and than its release candidate 1.10~rc1.
+    assert pp._cached_deb('mate-backgrounds', str(tmp_path)) == str(tmp_path / 'mate-backgrounds_1.10-1_all.deb')
+
+
+def test_every_source_failing_is_exit_1(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    # No apt-get on PATH: every Debian package fails; scikit-image's photos are still written.
+    env = dict(os.environ, PATH=str(tmp_path / 'empty'), OMP_NUM_THREADS='1')
+    run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'prepare_photos.py'), '--out',
+                          str(tmp_path / 'out'), '--packages', 'mate-backgrounds', '--max_side', '64'],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert 'packages skipped: mate-backgrounds' in run.stdout

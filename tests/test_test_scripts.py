@@ -459,3 +459,29 @@ def test_a_damaged_sidd_file_is_one_line_naming_it(tmp_path, tiny, capsys, damag
     assert code == 2 and len(err.splitlines()) == 1 and 'Traceback' not in err, err
     assert err.startswith(f'error: cannot read {path} as a .mat file'), err
     assert not (tmp_path / 'res' / 'mat').exists()
+
+
+def test_sidd_advises_only_options_it_has(tmp_path, tiny, capsys):
+    # One Idenoised.mat is made from every block: results cannot be skipped one by one.
+    from utils.inference.cli import run_main
+    make_sidd(tmp_path / 'sidd')
+    script = load_script('Denoising/test_SIDD.py')
+    args = cpu('--input_dir', str(tmp_path / 'sidd'), '--result_dir', str(tmp_path / 'res'), '--weights', tiny[0])
+    assert run_main(script.main, args) == 0
+    capsys.readouterr()
+    assert run_main(script.main, args) == 2
+    err = capsys.readouterr().err
+    assert 'Idenoised.mat' in err and '--overwrite' in err and '--skip_existing' not in err, err
+    with pytest.raises(SystemExit) as stopped:
+        script.main(args + ['--skip_existing'])
+    assert stopped.value.code == 2 and 'unrecognized arguments: --skip_existing' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('script_path', ['Denoising/evaluate_SIDD.py', 'Deraining/evaluate_PSNR_SSIM.py',
+                                         'utils/evaluation/scoring.py'])
+def test_workers_below_one_are_refused_not_taken_as_one(script_path, capsys):
+    script = load_script(script_path)
+    extra = ['--restored', 'r', '--target', 't'] if script_path.startswith('utils') else []
+    with pytest.raises(SystemExit) as stopped:
+        script.main(['--workers', '-1', *extra])
+    assert stopped.value.code == 2 and 'argument --workers: must be at least 1, got -1' in capsys.readouterr().err

@@ -386,7 +386,8 @@ def test_train_py_end_to_end(data_root, tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit) as stopped:
         script.main(argv)  # the same session again without RESUME: refused, nothing overwritten
-    assert stopped.value.code == 2 and 'model_latest.pth exists' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and 'already holds' in err and 'model_latest.pth' in err
     with pytest.raises(SystemExit) as stopped:
         script.main(argv[2:] + ['--device', 'cpu'])
     assert stopped.value.code == 2 and '--device after KEY VALUE' in capsys.readouterr().err

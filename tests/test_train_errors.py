@@ -5,11 +5,12 @@ or leave a checkpoint behind.
 """
 import importlib.util
 import os
+import shutil
 
 import numpy as np
 import pytest
 
-from helpers import tiny_keys
+from helpers import png_header_only, tiny_keys
 from utils.files.image_io import write_image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -273,10 +274,13 @@ def test_resuming_a_checkpoint_of_another_task_is_refused(root, capsys):
     other = root / 'denoising_run.pth'
     torch.save(ckpt, other)
     before = latest.read_bytes()
-    err = one_line_exit(capsys, ['--resume', str(other)] + argv(root, 'OPTIM.NUM_EPOCHS', 2), 2)
+    # Into a session of its own (one holding the first run's checkpoints is refused for that alone).
+    err = one_line_exit(capsys, ['--resume', str(other)] + argv(root, 'OPTIM.NUM_EPOCHS', 2, 'MODEL.SESSION', 'next'),
+                        2)
     assert f'{other} was trained for Denoising' in err and 'you asked for Deraining' in err
     assert 'MODEL.MODE Denoising' in err
     assert latest.read_bytes() == before and sorted(os.listdir(session_dir(root))) == ['model_latest.pth']
+    assert not (session_dir(root).parent / 'next').exists()
 
 
 def test_a_bad_allocator_setting_is_one_line(root, capsys, monkeypatch):
@@ -285,3 +289,146 @@ def test_a_bad_allocator_setting_is_one_line(root, capsys, monkeypatch):
     monkeypatch.setenv('MPRNET_ALLOCATOR', 'bogus')
     refused(capsys, argv(root), 'MPRNET_ALLOCATOR', "'bogus'")
     assert no_checkpoint(root)
+
+
+# A session never holds two runs: a fresh run over any checkpoint, or --resume of a file from
+# elsewhere into an occupied session, is refused with the files untouched.
+
+def contents(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+@pytest.fixture
+def finished(root):
+    """A session after one epoch that validated: model_latest, model_best and model_epoch_1."""
+    load_train_script().main(argv(root, 'TRAINING.VAL_AFTER_EVERY', 1))
+    assert sorted(os.listdir(session_dir(root))) == ['model_best.pth', 'model_epoch_1.pth', 'model_latest.pth']
+    return root
+
+
+def test_a_fresh_run_over_a_session_without_latest_is_refused(finished, capsys):
+    os.remove(session_dir(finished) / 'model_latest.pth')  # deleted to save space
+    before = contents(session_dir(finished))
+    err = one_line_exit(capsys, argv(finished, 'TRAINING.VAL_AFTER_EVERY', 1), 2)
+    assert 'MODEL.SESSION MPRNet' in err and 'model_best.pth' in err and 'model_epoch_1.pth' in err
+    assert 'nothing was overwritten' in err
+    assert contents(session_dir(finished)) == before
+
+
+def test_resume_true_without_latest_names_the_checkpoints_there(finished, capsys):
+    os.remove(session_dir(finished) / 'model_latest.pth')
+    err = one_line_exit(capsys, argv(finished, 'TRAINING.RESUME', 'True'), 2)
+    assert 'no ' in err and 'model_best.pth' in err and '--resume' in err
+
+
+def test_resume_of_another_run_into_an_occupied_session_is_refused(finished, capsys):
+    other = finished / 'elsewhere.pth'
+    shutil.copy(session_dir(finished) / 'model_epoch_1.pth', other)
+    before = contents(session_dir(finished))
+    err = one_line_exit(capsys, ['--resume', str(other)] + argv(finished, 'OPTIM.NUM_EPOCHS', 2), 2)
+    assert f'--resume {other}' in err and 'MODEL.SESSION' in err and 'model_latest.pth' in err
+    assert contents(session_dir(finished)) == before
+
+
+def test_resume_of_the_sessions_own_checkpoint_and_into_an_empty_session_work(finished, capsys):
+    own = session_dir(finished) / 'model_epoch_1.pth'
+    load_train_script().main(['--resume', str(own)] + argv(finished, 'OPTIM.NUM_EPOCHS', 2))
+    import torch
+    assert torch.load(session_dir(finished) / 'model_latest.pth', weights_only=True)['epoch'] == 2
+    load_train_script().main(['--resume', str(own)] + argv(finished, 'OPTIM.NUM_EPOCHS', 2, 'MODEL.SESSION', 'copy'))
+    copy = session_dir(finished).parent / 'copy' / 'model_latest.pth'
+    assert torch.load(copy, weights_only=True)['epoch'] == 2
+
+
+def test_a_photo_folder_holding_the_held_out_splits_is_refused(tmp_path, capsys):
+    # TRAINING.TRAIN_DIR set to prepare_photos.py's root instead of its train/: its subfolders are read.
+    photos = tmp_path / 'photos'
+    rng = np.random.default_rng(0)
+    for split in ('train', 'val', 'test'):
+        for i in range(2):
+            write_image(str(photos / split / f'{split}{i}.png'), rng.random((32, 32, 3)).astype(np.float32))
+    args = ['--device', 'cpu', 'MODEL.MODE', 'Denoising', *TINY_KEYS, 'OPTIM.BATCH_SIZE', '2', 'OPTIM.NUM_EPOCHS', '1',
+            'TRAINING.TRAIN_PS', '16', 'TRAINING.VAL_PS', '16', 'TRAINING.NUM_WORKERS', '0',
+            'TRAINING.SYNTHETIC', 'denoise', 'TRAINING.VAL_DIR', str(photos / 'val'),
+            'TRAINING.SAVE_DIR', str(tmp_path / 'runs')]
+    err = one_line_exit(capsys, args + ['TRAINING.TRAIN_DIR', str(photos)], 2)
+    assert f'TRAINING.TRAIN_DIR {photos} holds photos kept out of training (test, val)' in err, err
+    assert f'({photos / "train"})' in err
+    assert not (tmp_path / 'runs' / 'Denoising' / 'models' / 'MPRNet').exists()
+    load_train_script().main(args + ['TRAINING.TRAIN_DIR', str(photos / 'train')])  # the right folder trains
+    assert (tmp_path / 'runs' / 'Denoising' / 'models' / 'MPRNet' / 'model_latest.pth').exists()
+
+
+@pytest.mark.parametrize('key, value, words', [
+    ('OPTIM.LR_MIN', -1e-4, 'at least 0'),                       # the rate would go below zero
+    ('OPTIM.LR_INITIAL', '1e999', 'positive'),                   # YAML reads it as infinity
+    ('OPTIM.EPS', 0.0, 'positive'),
+    ('OPTIM.BETA1', 1.0, 'in [0, 1)'),
+    ('OPTIM.EDGE_WEIGHT', -0.05, 'at least 0'),
+    ('MODEL.N_FEAT', 2, "0 (the preset's) or from 4"),  # 2 // 4 = 0 attention channels
+    ('MODEL.SCALE_UNETFEATS', -4, "0 (the preset's) or up to 512"),
+    ('TRAINING.VAL_PER_EPOCH', 0, 'at least 1'),
+    ('TRAINING.VAL_EPOCHS', '[3, -1]', 'epochs of at least 1'),
+    ('TRAINING.SEED', -1, 'from 0 to 2**32 - 1'),
+])
+def test_every_numeric_option_has_a_checked_range(root, capsys, key, value, words):
+    err = refused(capsys, argv(root, key, value), f'{key} must be {words}', ', got ')
+    assert len(err.splitlines()) == 1
+    assert no_checkpoint(root)
+
+
+@pytest.mark.parametrize('kind', ['folder', 'dangling link', 'binary junk'])
+def test_a_lock_that_is_no_lock_is_one_line(root, capsys, kind):
+    session_dir(root).mkdir(parents=True)
+    lock = session_dir(root) / '.lock'
+    if kind == 'folder':
+        lock.mkdir()
+    elif kind == 'dangling link':
+        os.symlink(root / 'nowhere', lock)
+    else:  # a regular file, as our locks are, holding what no run wrote: unreadable, so stale
+        lock.write_bytes(b'\xff\xfe\x00\x81' * 64)
+        load_train_script().main(argv(root))
+        out = capsys.readouterr()
+        assert f'replaced the stale lock {lock} (unreadable)' in out.out + out.err
+        assert sorted(os.listdir(session_dir(root))) == ['model_latest.pth']
+        return
+    err = one_line_exit(capsys, argv(root), 2)
+    what = 'a symbolic link' if kind == 'dangling link' else 'not a regular file (a folder?)'
+    assert f'its lock {lock} is {what}, which no run writes; remove it' in err, err
+    assert os.path.lexists(lock) and not [f for f in os.listdir(session_dir(root)) if f.endswith('.pth')]
+
+
+def test_a_pair_whose_names_differ_only_in_accent_encoding_gets_a_hint(root, capsys):
+    import unicodedata
+    nfc, nfd = unicodedata.normalize('NFC', 'café'), unicodedata.normalize('NFD', 'café')
+    assert nfc != nfd and len(nfd.encode()) == len(nfc.encode()) + 1  # e + combining accent
+    write_set(root / 'train', [nfc])
+    os.rename(root / 'train' / 'target' / f'{nfc}.png', root / 'train' / 'target' / f'{nfd}.png')
+    refused(capsys, argv(root), 'inputs without a target', 'targets without an input',
+            f'{nfc}: the same name in both folders with its accents encoded differently (Unicode NFC and NFD')
+
+
+def test_a_pair_broken_beyond_its_header_is_one_line_from_a_loader_worker(root, capsys):
+    (root / 'train' / 'input' / 'b.png').write_bytes(png_header_only(32, 32))  # header fine, pixels not
+    err = one_line_exit(capsys, argv(root, 'TRAINING.NUM_WORKERS', 1), 2)
+    assert f'cannot decode image {root / "train" / "input" / "b.png"}' in err, err
+    assert 'DataLoader worker process 0' in err and 'Traceback' not in err
+
+
+def test_a_pair_over_the_pixel_limit_is_found_by_the_start_up_scan(root, capsys, monkeypatch):
+    from utils.data import data_check
+    monkeypatch.setattr(data_check, 'DEFAULT_MAX_MEGAPIXELS', 0.001)  # 1000 pixels: the 32x32 pairs are over it
+    err = refused(capsys, argv(root), 'is 32x32 (0.0 megapixels), more than the limit of 0.001',
+                  'training reads images of up to 0.001 megapixels: shrink or cut it into tiles')
+    assert '--max_megapixels' not in err
+
+
+def test_a_patch_larger_than_every_training_image_gets_a_note(root, capsys):
+    # The 32x32 pairs cannot hold a 48-px patch: every patch is partly reflect-padding.
+    load_train_script().main(argv(root, 'TRAINING.TRAIN_PS', 48))
+    out = capsys.readouterr()
+    assert ('note: TRAINING.TRAIN_PS 48 is larger than every training image (the largest, 32x32): every patch is '
+            'partly reflect-padded') in out.out + out.err
+    load_train_script().main(argv(root, 'MODEL.SESSION', 'fits'))  # 16-px patches fit: no note
+    out = capsys.readouterr()
+    assert 'larger than every training image' not in out.out + out.err

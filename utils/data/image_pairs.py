@@ -14,6 +14,7 @@ photos) and the evaluation scripts (results against targets) use these:
 - ``flip_rotate``: the published flip/rotate modes.
 """
 import os
+import unicodedata
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -76,8 +77,15 @@ def pair_by_stem(first_dir: str, second_dir: str,
     phrases of `unmatched` ('inputs without a target: a, b').
     """
     first, second = images_by_stem(first_dir), images_by_stem(second_dir)
-    sides = zip(unmatched, (natsorted(set(first) - set(second)), natsorted(set(second) - set(first))))
-    lines = [f'  {phrase}: {name_list(names)}' for phrase, names in sides if names]
+    lonely = natsorted(set(first) - set(second)), natsorted(set(second) - set(first))
+    lines = [f'  {phrase}: {name_list(names)}' for phrase, names in zip(unmatched, lonely) if names]
+    # One name written with composed and decomposed accents (a copy through macOS) looks the same
+    # and is two names to the file system.
+    composed = {unicodedata.normalize('NFC', name): name for name in lonely[1]}
+    twins = [name for name in lonely[0] if composed.get(unicodedata.normalize('NFC', name), name) != name]
+    if twins:
+        lines.append(f'  {name_list(twins)}: the same name in both folders with its accents encoded differently '
+                     '(Unicode NFC and NFD, e.g. after a copy through macOS); rename one side so the bytes match')
     if lines:
         raise ValueError('\n'.join([f'{first_dir} and {second_dir}: images must pair up by file name '
                                      '(without extension)'] + lines))

@@ -11,6 +11,7 @@ small for their source, or a duplicate of one already kept.
 """
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -21,11 +22,12 @@ from tqdm import tqdm
 
 from utils.files.image_io import read_image, shrink_to_fit, write_image
 
-__all__ = ['SPLITS', 'HELD_OUT_SPLIT', 'HELD_OUT', 'DEFAULT_TILE', 'Source', 'Summary', 'split_of', 'tile_grid',
-           'tiles_of', 'looks_drawn', 'read_photo', 'picture_split', 'prepare']
+__all__ = ['SPLITS', 'HELD_OUT_SPLIT', 'HELD_OUT_SPLITS', 'HELD_OUT', 'DEFAULT_TILE', 'Source', 'Summary', 'split_of',
+           'tile_grid', 'tiles_of', 'looks_drawn', 'read_photo', 'picture_split', 'prepare']
 
 SPLITS = ('train', 'val', 'test', 'test_source')
 HELD_OUT_SPLIT = 'test_source'
+HELD_OUT_SPLITS = ('val', 'test', HELD_OUT_SPLIT)  # never trained on (training refuses a folder holding them)
 # Two pictures whose 32x32 thumbnails differ by less than this (mean absolute, [0, 1]) are one picture.
 DUPLICATE_THRESHOLD = 0.01
 THUMBNAIL = 32
@@ -137,10 +139,12 @@ class Summary:
     written: Dict[str, List[str]] = field(default_factory=lambda: {s: [] for s in SPLITS})
     kept: List[str] = field(default_factory=list)
     moved: List[str] = field(default_factory=list)
+    removed: List[str] = field(default_factory=list)  # earlier outputs of a picture this run does not make
     duplicates: List[str] = field(default_factory=list)
     no_photo: List[str] = field(default_factory=list)
     composited: List[str] = field(default_factory=list)
     failed: List[str] = field(default_factory=list)
+    failed_sources: List[str] = field(default_factory=list)  # sources that gave nothing (named by the caller)
 
 
 def picture_split(name: str, source: Source, val_fraction: float, test_fraction: float) -> str:
@@ -157,6 +161,31 @@ def _not_a_photo(name: str, img: np.ndarray, alpha: Optional[np.ndarray], source
     if source.drop_drawings and looks_drawn(img, alpha):
         return f'{name} (looks drawn: few flat colours)'
     return None
+
+
+# What this module writes for picture <name>: <name>.png, or <name>__t<N>.png for its tiles.
+_OUTPUT = re.compile(r'^(?P<picture>.+?)(?:__t\d+)?\.png$')
+
+
+def _earlier_outputs(out: str) -> Dict[str, List[str]]:
+    """{picture name: its files} already in the split folders of `out` (an earlier run's)."""
+    found: Dict[str, List[str]] = {}
+    for split in SPLITS:
+        folder = os.path.join(out, split)
+        for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            match = _OUTPUT.match(entry)
+            if match and os.path.isfile(os.path.join(folder, entry)):
+                found.setdefault(match['picture'], []).append(os.path.join(folder, entry))
+    return found
+
+
+def _remove_stale(earlier: List[str], made: List[str], summary: Summary) -> None:
+    """Delete a picture's earlier outputs that this run did not make or keep (another --tile or
+    --max_side cut it otherwise, or it is now left out), so no picture has files in two splits."""
+    for path in earlier:
+        if path not in made:
+            os.remove(path)
+            summary.removed.append(path)
 
 
 def _write(out: str, split: str, name: str, img: np.ndarray, overwrite: bool, summary: Summary) -> None:
@@ -181,11 +210,14 @@ def prepare(sources: List[Source], out: str, max_side: int, val_fraction: float,
     see the module doc.
 
     An existing output is kept unless `overwrite`; one found in another split (an
-    earlier run with other fractions) is removed there, so the splits stay disjoint.
+    earlier run with other fractions) is removed there, and so is every earlier file of
+    a picture that this run cuts otherwise (another tile or size) or leaves out, so the
+    splits stay disjoint. Pictures not among `sources` are left as they are.
     """
     summary, thumbs = Summary(), []
     for split in SPLITS:
         os.makedirs(os.path.join(out, split), exist_ok=True)
+    earlier = _earlier_outputs(out)
     pictures = [(source, name, path) for source in sources for name, path in sorted(source.pictures)]
     for source, name, path in tqdm(pictures, desc='photos', unit='photo'):
         try:
@@ -196,6 +228,7 @@ def prepare(sources: List[Source], out: str, max_side: int, val_fraction: float,
         reason = _not_a_photo(name, img, alpha, source)
         if reason is not None:
             summary.no_photo.append(reason)
+            _remove_stale(earlier.get(name, []), [], summary)
             continue
         img = shrink_to_fit(img, max_side)
         if alpha is not None:
@@ -204,16 +237,19 @@ def prepare(sources: List[Source], out: str, max_side: int, val_fraction: float,
         twin = next((other for other, t in thumbs if np.abs(t - thumb).mean() < DUPLICATE_THRESHOLD), None)
         if twin is not None:
             summary.duplicates.append(f'{name} (same picture as {twin})')
+            _remove_stale(earlier.get(name, []), [], summary)
             continue
         thumbs.append((name, thumb))
         split = picture_split(name, source, val_fraction, test_fraction)
-        pieces = tiles_of(img, tile)
+        pieces, made = tiles_of(img, tile), []
         for index, piece in enumerate(pieces):
             tile_name = name if len(pieces) == 1 else f'{name}__t{index}'
             if piece.std() < FLAT_THRESHOLD:  # a black sky or a blank margin
                 summary.no_photo.append(f'{tile_name} (flat tile: standard deviation {piece.std():.3f})')
                 continue
+            made.append(os.path.join(out, split, f'{tile_name}.png'))
             _write(out, split, tile_name, piece, overwrite, summary)
+        _remove_stale([p for p in earlier.get(name, []) if os.path.exists(p)], made, summary)
     licenses = os.path.join(out, 'LICENSES')
     for source in sources:
         for license_name, path in source.licenses:

@@ -27,7 +27,7 @@ from utils.evaluation import metrics
 from utils.files.image_io import list_images, read_image
 from utils.data.image_pairs import pair_by_stem
 
-__all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'score_matlab_rgb', 'score_y_channel',
+__all__ = ['read_uint8_rgb', 'pair_by_name', 'score_pairs', 'worker_count', 'score_matlab_rgb', 'score_y_channel',
            'score_realblur', 'score_matlab_float', 'evaluation_arguments', 'evaluate_datasets', 'evaluate_folders',
            'score_folder', 'report', 'main']
 
@@ -99,6 +99,18 @@ def score_matlab_float(blocks: Tuple[np.ndarray, np.ndarray]) -> Tuple[float, fl
     return metrics.psnr(result, target, 1.0), metrics.ssim(result, target, 1.0)
 
 
+def worker_count(text: str) -> int:
+    """argparse type of --workers: an integer of at least 1 (below, a run would fall back to one
+    process without a word)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value
+
+
 def evaluation_arguments(description: str, datasets: Sequence[str], gt_default: str,
                          gt_layout: str, restrict: bool = True) -> argparse.ArgumentParser:
     """The options every evaluation script shares: --datasets, --result_dir, --gt_dir, --workers."""
@@ -109,7 +121,7 @@ def evaluation_arguments(description: str, datasets: Sequence[str], gt_default: 
                         help='root of the results, <result_dir>/<dataset>/*.png (default: %(default)s)')
     parser.add_argument('--gt_dir', default=gt_default,
                         help=f'root holding {gt_layout} (default: %(default)s)')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+    parser.add_argument('--workers', type=worker_count, default=os.cpu_count() or 1,
                         help='processes scoring images in parallel (default: all cores, %(default)s)')
     return parser
 
@@ -173,14 +185,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--y_channel', action='store_true',
                         help="score the Y channel of MATLAB's rgb2ycbcr (the deraining benchmarks) instead of "
                              'RGB with the 3-D ssim (GoPro, HIDE)')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+    parser.add_argument('--workers', type=worker_count, default=os.cpu_count() or 1,
                         help='processes scoring images in parallel (default: all cores, %(default)s)')
     args = parser.parse_args(argv)
     # The scorers by their module's name, not this run's __main__: worker processes import them.
     from utils.evaluation import scoring
     try:
         score_folder(args.restored, args.target, scoring.score_y_channel if args.y_channel else scoring.score_matlab_rgb,
-                     max(1, args.workers))
+                     args.workers)
     except (OSError, ValueError, RuntimeError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

@@ -12,10 +12,14 @@ import numpy as np
 
 from utils.files.image_io import DEFAULT_MAX_MEGAPIXELS, read_image, shrink_to_fit, to_uint8, write_image
 
-__all__ = ['drawable', 'text_width', 'shorten', 'labelled_panel', 'comparison_picture', 'write_comparison',
-           'stack_pictures']
+__all__ = ['drawable', 'text_width', 'shorten', 'labelled_panel', 'panel_side', 'comparison_picture',
+           'write_comparison', 'stack_pictures']
 
 PANEL_SIDE = 480        # longest side of each picture in a comparison, in pixels
+# A comparison of many photos shrinks its panels to stay within this many megapixels (down to
+# MIN_PANEL_SIDE): the picture, not the number of photos, sets its memory.
+COMPARE_MEGAPIXELS = 40.0
+MIN_PANEL_SIDE = 48
 LABEL_HEIGHT = 28
 BACKGROUND = 30         # dark grey around and between the panels (8-bit: OpenCV draws text on uint8 only)
 GAP = 8
@@ -89,10 +93,23 @@ def stack_pictures(pictures: Sequence[np.ndarray], title: Optional[str] = None) 
     return np.concatenate(parts, axis=0)
 
 
+def panel_side(count: int, side: int = PANEL_SIDE) -> int:
+    """The largest panel side, at most `side` and a multiple of 8 (at least MIN_PANEL_SIDE), at
+    which `count` rows of two panels fit in COMPARE_MEGAPIXELS (row: side + label and gap high,
+    two sides and three gaps wide)."""
+    def pixels(s: int) -> int:
+        return count * (s + LABEL_HEIGHT + GAP) * (2 * s + 3 * GAP)
+
+    while side > MIN_PANEL_SIDE and pixels(side) > COMPARE_MEGAPIXELS * 1e6:
+        side = max(MIN_PANEL_SIDE, side - 8)
+    return side
+
+
 def comparison_picture(pairs: Sequence[Tuple[str, str]], title: Optional[str] = None, side: int = PANEL_SIDE,
                        max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
     """One row per (input file, result file): the input and its result side by side, labelled.
     `max_megapixels` is the reader's pixel limit (the run's --max_megapixels)."""
+    side = panel_side(len(pairs), side)
     rows = []
     for src, dst in pairs:
         name = os.path.basename(src)
@@ -107,7 +124,7 @@ def write_comparison(pairs: Sequence[Tuple[str, str]], path: str, title: Optiona
                      max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS) -> None:
     """Write ``comparison_picture`` as an 8-bit image at `path` (its folder is created)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_image(path, comparison_picture(pairs, title, max_megapixels=max_megapixels) / 255.0, bit_depth=8)
+    write_image(path, comparison_picture(pairs, title, max_megapixels=max_megapixels), bit_depth=8)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -118,7 +135,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         stacked = stack_pictures([read_image(p)[0] for p in args.pictures], args.title)
-        write_image(args.out, stacked / 255.0, bit_depth=8)
+        write_image(args.out, stacked, bit_depth=8)
     except (OSError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ and ``model_config`` as ours, so every check above applies to it unchanged.
 """
 import json
 import os
+import zipfile
 from collections import OrderedDict
 from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple
 
@@ -48,12 +49,36 @@ class CheckpointReadError(RuntimeError):
     """The file cannot be read as a checkpoint (damaged, truncated, or a pickle that needs code)."""
 
 
+# torch.save stores its zip entries uncompressed; a file whose entries unpack to much more than
+# its own size holds compressed tensors (a few MB of zeros unpacking to gigabytes), refused unread.
+_UNPACK_SLACK = 64 * 2 ** 20
+
+
+def _check_unpacked_size(path: str) -> None:
+    """CheckpointReadError when the zip entries of `path` unpack to more than twice its size plus
+    _UNPACK_SLACK; files that are no zip (the legacy format) are left to torch.load."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (OSError, zipfile.BadZipFile):
+        return  # torch.load names what is wrong with it
+    size = os.path.getsize(path)
+    if unpacked > 2 * size + _UNPACK_SLACK:
+        raise CheckpointReadError(f'cannot read checkpoint {path}: its {size / 2 ** 20:.1f} MiB unpack to '
+                                  f'{unpacked / 2 ** 30:.1f} GiB of compressed tensors, which torch.save never '
+                                  'writes; refused unread (it is damaged or made to exhaust memory)')
+
+
 def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
-    """torch.load with weights_only=True; a missing or unreadable file gets a clear message."""
+    """torch.load with weights_only=True; a missing or unreadable file gets a clear message, and
+    one whose contents unpack to far more than its size is refused before it is loaded."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     if is_safetensors(path):
         return _read_safetensors(path)
+    _check_unpacked_size(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for damaged or unsafe files

@@ -44,6 +44,7 @@ class ImageHeader:
     bits: int = 0
     samples: int = 0
     sample_format: int = 1  # TIFF SampleFormat: 1 unsigned, 2 signed, 3 float
+    format: str = ''        # 'TIFF' (our parser) or Pillow's name of the format
 
     @property
     def upright_size(self) -> Tuple[int, int]:
@@ -76,11 +77,15 @@ def _tiff_header(stream: BinaryIO) -> ImageHeader:
     entries = stream.read(count * entry_size)
     if len(entries) < count * entry_size:
         raise ValueError('the TIFF directory is cut off')
-    values = {'orientation': 1, 'bits': 1, 'samples': 1, 'sample_format': 1}
+    values = {'orientation': 1, 'bits': 1, 'samples': 1, 'sample_format': 1, 'format': 'TIFF'}
+    seen = set()
     for start in range(0, len(entries), entry_size):
         tag, kind = struct.unpack_from(order + 'HH', entries, start)
         if tag not in _TIFF_TAGS or kind not in _TIFF_FIELD_TYPES:
             continue
+        if tag in seen:  # decoders disagree on which copy counts (libtiff: the first): no size to trust
+            raise ValueError(f'the TIFF directory gives tag {tag} ({_TIFF_TAGS[tag]}) twice')
+        seen.add(tag)
         n = struct.unpack_from(order + count_format, entries, start + 4)[0]
         field = entries[start + entry_size - field_size:start + entry_size]
         item = struct.calcsize(_TIFF_FIELD_TYPES[kind])
@@ -97,7 +102,24 @@ def _tiff_header(stream: BinaryIO) -> ImageHeader:
     return ImageHeader(**values)
 
 
+# No format stores a side of 2**31 pixels or more: such a size is a negative number read as unsigned
+# (a BMP of width -8 reads as 4294967288) or damage, not an image to weigh against the pixel limit.
+_MAX_SIDE = 2 ** 31 - 1
+
+
 def read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> ImageHeader:
+    """The header of an image file (a path or a binary stream), without decoding its pixels; a
+    size of 0 or beyond any format's range is refused as damage (ValueError naming the file)."""
+    header = _read_header(source, name)
+    if not (0 < header.width <= _MAX_SIDE and 0 < header.height <= _MAX_SIDE):
+        width, height = (w - 2 ** 32 if _MAX_SIDE < w < 2 ** 32 else w for w in (header.width, header.height))
+        shown = name or (source if isinstance(source, str) else 'the image')
+        raise ValueError(f'cannot decode image {shown}: the file is damaged or not an image (its header '
+                         f'gives an impossible size, {width}x{height})')
+    return header
+
+
+def _read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> ImageHeader:
     """The header of an image file (a path or a binary stream), without decoding its pixels.
 
     TIFFs are read by ``_tiff_header``, everything else by Pillow. A header
@@ -107,7 +129,7 @@ def read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> Ima
     if isinstance(source, str):
         require_regular_file(source)
         with open(source, 'rb') as stream:
-            return read_header(stream, name or source)
+            return _read_header(stream, name or source)
     try:
         source.seek(0)
         if source.read(4) in _TIFF_SIGNATURES:
@@ -115,7 +137,7 @@ def read_header(source: Union[str, BinaryIO], name: Optional[str] = None) -> Ima
         source.seek(0)
         with open_header(source) as pil:
             width, height = pil.size
-            return ImageHeader(width, height, orientation_of(pil))
+            return ImageHeader(width, height, orientation_of(pil), format=pil.format or '')
     except UnidentifiedImageError as err:  # its text names the stream object, not the file
         raise ValueError(f'cannot decode image {name or "the image"}: the file is damaged or not an image '
                          '(its header cannot be read)') from err

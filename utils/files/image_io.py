@@ -19,6 +19,7 @@ is refused if its header cannot be read or it has more than the reader's
 pixel limit (``DEFAULT_MAX_MEGAPIXELS``, raised with --max_megapixels),
 whatever its extension claims.
 """
+import functools
 import io
 import os
 import warnings
@@ -34,12 +35,14 @@ from utils.files.image_header import ImageHeader, read_header, require_regular_f
 
 __all__ = ['IMAGE_EXTENSIONS', 'DEFAULT_MAX_MEGAPIXELS', 'ImageTooLargeError', 'check_pixel_limit', 'is_image_file',
            'list_images', 'read_image', 'write_image', 'image_to_tensor', 'tensor_to_image', 'to_uint8',
-           'shrink_to_fit', 'load_mat_array', 'apply_orientation']
+           'shrink_to_fit', 'load_mat_array', 'apply_orientation', 'encoded_budget']
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # The reader's pixel limit: a 100-megapixel photo (e.g. 11648x8736) passes; a header claiming
 # 20000x20000 does not. read_image(max_megapixels=) and the --max_megapixels options change it.
 DEFAULT_MAX_MEGAPIXELS = 150.0
+METADATA_BYTES = 64 * 2 ** 20  # what a file may hold beside its pixels (``encoded_budget``)
+MAX_JPEG_SCANS = 256  # progressive JPEGs: each scan is a pass over the whole image (``_refuse_costly``)
 
 # OpenCV threads fight DataLoader workers for the same cores.
 cv2.setNumThreads(0)
@@ -64,20 +67,23 @@ def list_images(folder: str) -> List[str]:
 class ImageTooLargeError(ValueError):
     """An image with more pixels than the reader's limit, found from its header before decoding."""
 
-    def __init__(self, path: str, width: int, height: int, max_megapixels: float):
+    def __init__(self, path: str, width: int, height: int, max_megapixels: float,
+                 advice: str = 'pass --max_megapixels to raise it if the memory allows'):
         self.path, self.width, self.height, self.max_megapixels = path, width, height, max_megapixels
         super().__init__(f'{path} is {width}x{height} ({self.megapixels:.1f} megapixels), more than the limit of '
-                         f'{max_megapixels:g}; pass --max_megapixels to raise it if the memory allows')
+                         f'{max_megapixels:g}; {advice}')
 
     @property
     def megapixels(self) -> float:
         return self.width * self.height / 1e6
 
 
-def check_pixel_limit(path: str, width: int, height: int, max_megapixels: Optional[float]) -> None:
-    """ImageTooLargeError when width x height is above `max_megapixels` (None: no limit)."""
+def check_pixel_limit(path: str, width: int, height: int, max_megapixels: Optional[float],
+                      advice: Optional[str] = None) -> None:
+    """ImageTooLargeError when width x height is above `max_megapixels` (None: no limit); `advice`
+    replaces the command-line advice where there is no --max_megapixels (training)."""
     if max_megapixels is not None and width * height > max_megapixels * 1e6:
-        raise ImageTooLargeError(path, width, height, max_megapixels)
+        raise ImageTooLargeError(path, width, height, max_megapixels, *([advice] if advice else []))
 
 
 def _too_many_channels(path: str, channels: int) -> str:
@@ -96,6 +102,18 @@ def _refuse_undecodable(path: str, header: ImageHeader) -> None:
     if header.samples == 2 and header.bits > 8:
         raise ValueError(f'{path} is {header.bits}-bit gray + alpha, which OpenCV decodes as 8 bits only: save '
                          'it without alpha (16-bit gray) or as 16-bit RGBA to keep its depth')
+
+
+def _refuse_costly(path: str, header: ImageHeader, data: np.ndarray) -> None:
+    """Files whose decoding costs far more than their pixels: a progressive JPEG decodes each scan
+    over the whole image, and one of a few MB can repeat a scan tens of thousands of times (hours
+    of work). Encoders write about 10 scans; more than MAX_JPEG_SCANS are refused. Each scan
+    starts with the SOS marker FF DA, which entropy-coded data never holds (it stuffs FF as FF 00)."""
+    if header.format in ('JPEG', 'MPO'):
+        scans = data.tobytes().count(b'\xff\xda')
+        if scans > MAX_JPEG_SCANS:
+            raise ValueError(f'{path} is a JPEG of {scans} scans (encoders write about 10): decoding it would take '
+                             f'minutes to hours; more than {MAX_JPEG_SCANS} are refused, save it again')
 
 
 def _to_unit_range(img: np.ndarray, path: str) -> Tuple[np.ndarray, int]:
@@ -136,12 +154,15 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
     FileNotFoundError) naming the file.
     """
     require_regular_file(path)
-    data = np.fromfile(path, dtype=np.uint8)  # works for any path encoding
-    if not data.size:
+    size = os.path.getsize(path)
+    if not size:
         raise ValueError(f'{path} is empty (0 bytes); it is not an image')
-    header = read_header(io.BytesIO(data.tobytes()), path)
+    header = read_header(path)  # from the file itself: nothing but the header is read yet
     check_pixel_limit(path, header.width, header.height, max_megapixels)
     _refuse_undecodable(path, header)
+    budget = encoded_budget(header)
+    data = np.fromfile(path, dtype=np.uint8, count=min(size, budget))  # works for any path encoding
+    _refuse_costly(path, header, data)
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
@@ -149,11 +170,18 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
         cv2_error = str(err).strip().splitlines()[-1]
     else:
         cv2_error = ''
+    if img is None and size > budget:
+        raise ValueError(f'{path} is {size / 2 ** 20:.0f} MiB, more than the pixels its header gives '
+                         f'({header.width}x{header.height}) can fill, and its first {budget / 2 ** 20:.0f} MiB hold '
+                         'no whole image; it is damaged or holds something else')
     if img is None:
         raise ValueError(f'cannot decode image {path}: the file is damaged or not an image'
                          + (f' ({cv2_error})' if cv2_error else ''))
-    if img.shape[:2] != (header.height, header.width):  # the limit was checked on what the header said
-        raise ValueError(f'{path}: the header says {header.width}x{header.height} but it decodes as '
+    # OpenCV 5's TIFF decoder turns the image upright itself, 4.x's does not: apply it only once.
+    orientation = 1 if header.format == 'TIFF' and decoder_applies_tiff_orientation() else header.orientation
+    width, height = header.upright_size if orientation != header.orientation else (header.width, header.height)
+    if img.shape[:2] != (height, width):  # the limit was checked on what the header said
+        raise ValueError(f'{path}: the header says {width}x{height} but it decodes as '
                          f'{img.shape[1]}x{img.shape[0]}; the file is damaged')
     if img.ndim == 2:
         img = img[:, :, None]
@@ -164,7 +192,27 @@ def read_image(path: str, max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXE
         img = np.ascontiguousarray(img[:, :, 2::-1])
     else:
         raise ValueError(_too_many_channels(path, channels))
-    return _to_unit_range(apply_orientation(img, header.orientation), path)
+    return _to_unit_range(apply_orientation(img, orientation), path)
+
+
+@functools.lru_cache(maxsize=None)
+def decoder_applies_tiff_orientation() -> bool:
+    """Whether this OpenCV's TIFF decoder applies the Orientation tag itself (5.x does, 4.x does
+    not), found once by decoding a 2x1 TIFF stored mirrored (orientation 2) rather than by version."""
+    from PIL import Image  # deliberately lazy: only TIFFs need the probe
+    buf = io.BytesIO()
+    Image.fromarray(np.array([[0, 255]], np.uint8)).save(buf, 'TIFF', tiffinfo={274: 2})
+    img = cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_UNCHANGED)
+    return img is not None and int(img.reshape(-1)[0]) == 255
+
+
+def encoded_budget(header: ImageHeader) -> int:
+    """The most bytes of a file ``read_image`` reads: twice its pixels uncompressed (the header's
+    samples and bits, else 4 samples of 16 bits), plus METADATA_BYTES for EXIF, colour profiles
+    and embedded previews. A decoder stops at the image's end, so a file padded beyond this
+    (a valid small image, then gigabytes) costs this much memory, not its size."""
+    samples, bits = header.samples or 4, max(header.bits, 8) if header.format == 'TIFF' else 16
+    return 2 * header.width * header.height * samples * bits // 8 + METADATA_BYTES
 
 
 def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -191,15 +239,19 @@ def shrink_to_fit(img: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
-    """Write float RGB (H, W, 3) in [0, 1] as an 8- or 16-bit image (rounded, clipped).
+def write_image(path: str, img: np.ndarray, bit_depth: int = 8, replace: bool = True) -> None:
+    """Write float RGB (H, W, 3) in [0, 1] as an 8- or 16-bit image (rounded, clipped); uint8 RGB
+    is written as it is at 8 bits.
 
     The format follows the file extension; 16 bits need PNG or TIFF. The file
     appears whole or not at all: it is written under a temporary name in the same
-    folder and renamed (an interrupted run never leaves half an image).
+    folder and renamed (an interrupted run never leaves half an image). `replace` False keeps a
+    file that appeared at `path` meanwhile and raises ``OutputAppearedError`` instead.
     """
-    img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
-    if bit_depth == 16:
+    if isinstance(img, np.ndarray) and img.dtype == np.uint8 and bit_depth == 8:
+        out = img  # already 8 bits (a comparison picture): no float copy of a large picture
+    elif bit_depth == 16:
+        img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
         if not path.lower().endswith(('.png', '.tif', '.tiff')):
             raise ValueError(f'{path}: 16-bit output needs a .png or .tif name')
         out = np.round(img * 65535.0).astype(np.uint16)
@@ -211,7 +263,7 @@ def write_image(path: str, img: np.ndarray, bit_depth: int = 8) -> None:
     ok, buf = cv2.imencode(ext, out)
     if not ok:
         raise ValueError(f'cannot encode image as {ext}: {path}')
-    write_atomically(path, lambda f: f.write(buf.tobytes()))
+    write_atomically(path, lambda f: f.write(buf.tobytes()), replace=replace)
 
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:

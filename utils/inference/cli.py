@@ -111,10 +111,11 @@ def _positive_finite(value: float) -> bool:
 
 def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
                             precision_default: str = 'fp32', tiling: bool = False,
-                            batching: bool = False) -> None:
+                            batching: bool = False, skippable: bool = True) -> None:
     """The options of the scripts that write result files: the model options, `tiling` adds the
     tiling options (the demo), `batching` adds --batch_size (the benchmark test scripts), and
-    --overwrite / --skip_existing say what happens to results that exist."""
+    --overwrite / --skip_existing say what happens to results that exist (--skip_existing only
+    where results are `skippable` one by one, not one file made from every input)."""
     add_model_arguments(parser, weights_default, weights_help, precision_default)
     if batching:
         parser.add_argument('--batch_size', type=int, default=1,
@@ -124,13 +125,14 @@ def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: st
         add_tiling_arguments(parser)
     parser.add_argument('--overwrite', action='store_true',
                         help='replace result files that already exist (otherwise the script stops before any work)')
-    parser.add_argument('--skip_existing', action='store_true',
-                        help='leave results that already exist as they are and restore only the others '
-                             '(to finish an interrupted run)')
+    if skippable:
+        parser.add_argument('--skip_existing', action='store_true',
+                            help='leave results that already exist as they are and restore only the others '
+                                 '(to finish an interrupted run)')
 
 
 def add_test_script_arguments(parser: argparse.ArgumentParser, task: str, input_dir: Tuple[str, str],
-                              result_dir: Tuple[str, str]) -> None:
+                              result_dir: Tuple[str, str], skippable: bool = True) -> None:
     """The options of a benchmark test script: --input_dir and --result_dir as (default, what it
     holds), the published default weights path (relative to the task folder the script runs
     from), exact fp32 by default, --batch_size."""
@@ -139,7 +141,7 @@ def add_test_script_arguments(parser: argparse.ArgumentParser, task: str, input_
     default = os.path.join('.', 'pretrained_models', f'model_{task.lower()}.pth')
     add_inference_arguments(parser, default, f'checkpoint to test: the released model_{task.lower()}.pth or one '
                             'of ours; auto, official or bundled look under the repository (default: %(default)s)',
-                            precision_default='fp32', batching=True)
+                            precision_default='fp32', batching=True, skippable=skippable)
 
 
 def check_inference_arguments(args: argparse.Namespace) -> None:
@@ -180,9 +182,11 @@ def load_restorer(task: str, args: argparse.Namespace, progress: Optional[Callab
                           auto_tile=tiling, max_memory_gb=getattr(args, 'max_memory', None), progress=progress)
 
 
-def refuse_existing(paths: Sequence[str], overwrite: bool, skip_existing: bool = False) -> List[str]:
+def refuse_existing(paths: Sequence[str], overwrite: bool, skip_existing: bool = False,
+                    skippable: bool = True) -> List[str]:
     """The one check for results that exist, before any work: FileExistsError naming them unless
     `overwrite` (replace them) or `skip_existing` (keep them); returns the ones to keep and skip.
+    The advice names --skip_existing only where the script has it (`skippable`).
 
     A 0-byte file is no result (our writes are atomic, so something else left it):
     `skip_existing` redoes it instead of keeping it as done.
@@ -190,9 +194,9 @@ def refuse_existing(paths: Sequence[str], overwrite: bool, skip_existing: bool =
     existing = [p for p in paths if os.path.exists(p)]
     if existing and not (overwrite or skip_existing):
         more = f' (+{len(existing) - 5} more)' if len(existing) > 5 else ''
+        skip = ', --skip_existing to keep them and restore the rest,' if skippable else ''
         raise FileExistsError(f'{len(existing)} result file(s) already exist: ' + ', '.join(existing[:5]) + more +
-                              '; pass --overwrite to replace them, --skip_existing to keep them and restore the '
-                              'rest, or choose another --result_dir')
+                              f'; pass --overwrite to replace them{skip} or choose another --result_dir')
     if not skip_existing:
         return []
     return [p for p in existing if not (os.path.isfile(p) and os.path.getsize(p) == 0)]
@@ -202,8 +206,9 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
                  input_folder: Optional[str] = None) -> Tuple[List[Pair], List[Pair]]:
     """(to do, skipped): (input, result_dir/<input name>.png) pairs, checked before any work.
 
-    Refused with UsageError: the input folder as the result folder and two
-    inputs with one result name; results that exist, by ``refuse_existing``.
+    Refused with UsageError: the input folder as the result folder, a result that is
+    one of the inputs through any link (even with `overwrite`: a folder of links into
+    `result_dir`), and two inputs with one result name; results that exist, by ``refuse_existing``.
     """
     if input_folder is not None and os.path.realpath(result_dir) == os.path.realpath(input_folder):
         raise UsageError(f'--result_dir {result_dir} is the input folder; choose another folder so the inputs '
@@ -211,6 +216,7 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
     if os.path.exists(result_dir) and not os.path.isdir(result_dir):
         raise UsageError(f'--result_dir {result_dir} is a file, not a folder; choose a folder')
     outputs = [os.path.join(result_dir, os.path.splitext(os.path.basename(f))[0] + '.png') for f in inputs]
+    _refuse_results_that_are_inputs(inputs, outputs)
     seen = {}
     for src, dst in zip(inputs, outputs):
         if dst in seen:
@@ -219,6 +225,28 @@ def plan_outputs(inputs: Sequence[str], result_dir: str, overwrite: bool = False
     kept = set(refuse_existing(outputs, overwrite, skip_existing))
     pairs = list(zip(inputs, outputs))
     return [pair for pair in pairs if pair[1] not in kept], [pair for pair in pairs if pair[1] in kept]
+
+
+def _file_identity(path: str) -> Optional[Tuple[int, int]]:
+    """(device, inode) of the file `path` leads to through any links, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _refuse_results_that_are_inputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """UsageError when writing a result would change an input: the result's name leads (through
+    links, or as a hard link) to an input's file, or an input's link points at the result's name."""
+    by_identity = {_file_identity(src): src for src in inputs}
+    by_identity.pop(None, None)
+    by_real = {os.path.normcase(os.path.realpath(src)): src for src in inputs}
+    for dst in outputs:
+        src = by_identity.get(_file_identity(dst)) or by_real.get(os.path.normcase(os.path.realpath(dst)))
+        if src is not None:
+            raise UsageError(f'the result {dst} is the input {src} (through a link); writing it would replace that '
+                             'input, even with --overwrite: choose another --result_dir')
 
 
 def check_writable(folder: str, option: str = '--result_dir', what: str = 'results') -> None:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from utils.files.image_io import (DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, is_image_file, list_images, read_image,
                             write_image)
+from utils.files.image_header import require_regular_file
 from utils.inference.restorer import Restorer
 
 __all__ = ['collect_inputs', 'same_size_batches', 'restore_batch', 'restore_images', 'restore_folder']
@@ -36,6 +37,8 @@ def collect_inputs(input_path: str) -> Tuple[List[str], str, int]:
             raise ValueError(f'{input_path} is not a supported image; use one of: {", ".join(IMAGE_EXTENSIONS)}')
         return [input_path], os.path.dirname(os.path.abspath(input_path)), 0
     if not os.path.isdir(input_path):
+        if os.path.lexists(input_path):
+            require_regular_file(input_path)  # a pipe or a dangling link, named for what it is
         raise FileNotFoundError(f'input {input_path} does not exist')
     files = list_images(input_path)
     if not files:
@@ -93,13 +96,16 @@ def _read_all(plan: Sequence[Pair], fail: _Failures,
         except (OSError, ValueError) as err:
             fail([src], err)
             continue
+        except MemoryError as err:  # numpy's _ArrayMemoryError too: this file fails, the others go on
+            fail([src], MemoryError(f'not enough memory to read it ({err})'))
+            continue
         yield src, dst, img, bit_depth
 
 
 def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1, desc: Optional[str] = None,
                    bit_depth: Optional[int] = 8, keep_going: bool = False,
                    on_done: Optional[Callable[[str, str], None]] = None,
-                   max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS) -> List[str]:
+                   max_megapixels: Optional[float] = DEFAULT_MAX_MEGAPIXELS, replace: bool = False) -> List[str]:
     """Restore each (input, output PNG) of `plan`; returns the inputs that failed.
 
     Args:
@@ -111,6 +117,9 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
             the run (the benchmark scripts, whose results must be complete).
         on_done: called as on_done(input, output) once a result is written.
         max_megapixels: the reader's pixel limit (``read_image``).
+        replace: replace a file found at a result's name (--overwrite); otherwise one that
+            appeared after planning (another run into the same folder) is kept and the
+            result is a failure.
     """
     fail = _Failures(keep_going)
     pending: List[tuple] = []
@@ -136,7 +145,7 @@ def restore_folder(restorer: Restorer, plan: Sequence[Pair], batch_size: int = 1
                 continue
             for (src, dst, _, depth), img in zip(batch, restored):
                 out_depth = bit_depth or (16 if depth >= 16 else 8)
-                pending.append((writer.submit(write_image, dst, img, out_depth), src, dst))
+                pending.append((writer.submit(write_image, dst, img, out_depth, replace), src, dst))
             bar.update(len(batch))
             while len(pending) > MAX_PENDING_WRITES:
                 settle(pending.pop(0))

@@ -189,6 +189,8 @@ def load_upload(path: Optional[str],
         raise too_large(name, err) from err
     except (ValueError, FileNotFoundError) as err:
         raise AppError(str(err).replace(path, name)) from err
+    except MemoryError as err:  # numpy's _ArrayMemoryError too: a message on the page, the server goes on
+        raise AppError(f'not enough memory to read {name}; try a smaller image') from err
     return img, bit_depth, image_notes(path, name)
 
 

@@ -113,6 +113,17 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _without_worker_traceback(err: BaseException) -> str:
+    """The error's text; for one re-raised from a DataLoader worker, whose text is the worker's
+    whole traceback, only the original message (its last line) and where it was caught."""
+    text = str(err)
+    if 'in DataLoader worker process' not in text or 'Original Traceback' not in text:
+        return text
+    where = text.splitlines()[0].rstrip('.').replace('Caught ', '').split(' in ', 1)[-1]
+    last = text.strip().splitlines()[-1]
+    return f'{last.split(": ", 1)[-1]} (in {where}; the start-up scan reads only headers)'
+
+
 def train_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     """Load the config named by parsed train.py arguments and run ``fit``.
 
@@ -145,8 +156,9 @@ def train_from_args(args: argparse.Namespace) -> Dict[str, Any]:
         raise SystemExit(EXIT_CHECKPOINT_WRITE) from err
     except (ConfigError, OSError, ValueError, CheckpointMismatchError, CheckpointReadError) as err:
         # Options, data or checkpoints that cannot serve: one line, exit 2, before training starts
-        # (the data scan and the option checks run before the first step).
-        print(f'error: {err}', file=sys.stderr)
+        # (the data scan and the option checks run before the first step), or a file whose header
+        # passed the scan but whose pixels do not decode, found by a loader worker.
+        print(f'error: {_without_worker_traceback(err)}', file=sys.stderr)
         raise SystemExit(EXIT_NOT_STARTED) from err
     except KeyboardInterrupt:
         print(f'\ninterrupted: {stopped}', file=sys.stderr)

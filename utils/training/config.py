@@ -6,14 +6,17 @@ message naming the key; the published VERBOSE, which nothing read, is accepted
 and ignored so that the published YAML files still load.
 """
 import argparse
-from typing import List, Optional, Sequence
+import math
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import yaml
 from yacs.config import CfgNode as CN
 
 from utils.errors import ConfigError  # defined without yacs/yaml so that losses.py can raise it
+from utils.padding import MULTIPLE
 
-__all__ = ['get_default_config', 'load_config', 'add_config_arguments', 'config_from_args', 'train_dirs', 'ConfigError']
+__all__ = ['get_default_config', 'load_config', 'add_config_arguments', 'config_from_args', 'train_dirs', 'ConfigError',
+           'OPTION_RANGES', 'check_option_ranges']
 
 
 def get_default_config() -> CN:
@@ -82,6 +85,61 @@ def get_default_config() -> CN:
     c.TRAINING.DETERMINISTIC = False  # ours: deterministic algorithms (slower)
     c.TRAINING.VAL_IMAGES = 4      # ours: validation images written to TensorBoard
     return c
+
+
+# The channel attention divides a width by MPRNet's reduction (4): narrower widths have no channels.
+_REDUCTION = 4
+_WIDTH_LIMIT = 512  # what a checkpoint's model_config may record (utils/files/checkpoint.py)
+
+# Every numeric option: (key, test of a value (each item of a list) given the whole config, the
+# range in words). Checked together before a run builds anything (``check_option_ranges``);
+# TRAINING.VAL_PS, which may be null, is checked beside it (utils/training/datasets.py).
+OPTION_RANGES: Tuple[Tuple[str, Callable[[float, CN], bool], str], ...] = (
+    ('GPU', lambda v, c: v >= 0, 'GPU ids of at least 0'),
+    ('MODEL.N_FEAT', lambda v, c: v == 0 or _REDUCTION <= v <= _WIDTH_LIMIT,
+     f"0 (the preset's) or from {_REDUCTION} (the channel attention divides it by {_REDUCTION}) to {_WIDTH_LIMIT}"),
+    ('MODEL.SCALE_UNETFEATS', lambda v, c: 0 <= v <= _WIDTH_LIMIT, f"0 (the preset's) or up to {_WIDTH_LIMIT}"),
+    ('MODEL.SCALE_ORSNETFEATS', lambda v, c: 0 <= v <= _WIDTH_LIMIT, f"0 (the preset's) or up to {_WIDTH_LIMIT}"),
+    ('MODEL.NUM_CAB', lambda v, c: 1 <= v <= 64, 'from 1 to 64'),
+    ('OPTIM.BATCH_SIZE', lambda v, c: v >= 1, 'at least 1'),
+    ('OPTIM.NUM_EPOCHS', lambda v, c: v >= 1, 'at least 1'),
+    ('OPTIM.LR_INITIAL', lambda v, c: v > 0, 'positive'),
+    ('OPTIM.LR_MIN', lambda v, c: v >= 0, 'at least 0 (the cosine ends there: below 0 the steps climb the loss)'),
+    ('OPTIM.BETA1', lambda v, c: 0 <= v < 1, 'in [0, 1)'),
+    ('OPTIM.BETA2', lambda v, c: 0 <= v < 1, 'in [0, 1)'),
+    ('OPTIM.EPS', lambda v, c: v > 0, 'positive (Adam divides by it)'),
+    ('OPTIM.WEIGHT_DECAY', lambda v, c: v >= 0, 'at least 0'),
+    ('OPTIM.WARMUP_EPOCHS', lambda v, c: v >= 0, 'at least 0'),
+    ('OPTIM.COSINE_EXTRA_EPOCHS', lambda v, c: v >= 0, 'at least 0'),
+    ('OPTIM.EDGE_WEIGHT', lambda v, c: v >= 0, 'at least 0 (a negative weight rewards edge errors)'),
+    ('OPTIM.CLIP_GRAD', lambda v, c: v >= 0, 'a positive maximum gradient norm, or 0 for no clipping'),
+    ('OPTIM.ACCUM_STEPS', lambda v, c: v >= 1, 'at least 1 (1 = no accumulation)'),
+    ('OPTIM.EMA', lambda v, c: 0 <= v < 1, 'a decay from 0 (off) to below 1, e.g. 0.999'),
+    ('TRAINING.VAL_AFTER_EVERY', lambda v, c: v >= 0, 'at least 0 (0: only VAL_EPOCHS validate)'),
+    ('TRAINING.VAL_PER_EPOCH', lambda v, c: v >= 1, 'at least 1'),
+    ('TRAINING.VAL_EPOCHS', lambda v, c: v >= 1, 'epochs of at least 1'),
+    ('TRAINING.TRAIN_PS', lambda v, c: v >= MULTIPLE and v % MULTIPLE == 0,
+     f'a multiple of {MULTIPLE} of at least {MULTIPLE} (the network halves patches three times)'),
+    ('TRAINING.MIXUP_FROM_EPOCH', lambda v, c: v >= 0, 'at least 0 (0: never)'),
+    ('TRAINING.CROPS_PER_PHOTO', lambda v, c: v >= 1, 'at least 1'),
+    ('TRAINING.NUM_WORKERS', lambda v, c: v >= 0, 'at least 0'),
+    ('TRAINING.VAL_BATCH_SIZE', lambda v, c: v >= 1, 'at least 1'),
+    ('TRAINING.SEED', lambda v, c: 0 <= v < 2 ** 32, 'from 0 to 2**32 - 1'),
+    ('TRAINING.VAL_IMAGES', lambda v, c: v >= 0, 'at least 0'),
+)
+
+
+def check_option_ranges(cfg: CN) -> None:
+    """ConfigError naming the first numeric option outside its range (OPTION_RANGES), or not a
+    finite number (1e999 reads as infinity)."""
+    for key, test, words in OPTION_RANGES:
+        value = cfg
+        for part in key.split('.'):
+            value = value[part]
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            number = isinstance(item, (int, float)) and not isinstance(item, bool)
+            if not number or not math.isfinite(item) or not test(item, cfg):
+                raise ConfigError(f'{key} must be {words}, got {item!r}')
 
 
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CN:

@@ -4,17 +4,17 @@ scanned first (utils/data/data_check.py), and the loaders that shard and seed th
 Option values that would fail only mid-run are checked here before anything is built.
 """
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 
 from dataset_RGB import get_training_data, get_validation_data
-from utils.data.data_check import scan_images, scan_pairs
+from utils.data.data_check import patch_note, scan_images, scan_pairs
+from utils.data.photos import HELD_OUT_SPLITS
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 from utils.errors import ConfigError
-from utils.padding import MULTIPLE
-from utils.training.config import train_dirs
+from utils.training.config import check_option_ranges, train_dirs
 from utils.training.distributed import DistInfo, ShardSampler
 from utils.training.seeding import EpochIndexSampler, SeededSamples, seed_worker
 
@@ -26,8 +26,26 @@ def _check_folder(path: str, key: str) -> None:
                                 f'directory {os.getcwd()}); set {key} in the config or on the command line')
 
 
-def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
-    """(training, validation) datasets of (target, input, filename) items for the config.
+def _check_no_held_out_inside(folder: str) -> None:
+    """ConfigError when the photo folder `folder` of TRAINING.TRAIN_DIR (read with its subfolders)
+    holds a split kept out of training by scripts/prepare_photos.py (val/, test/, test_source/):
+    TRAIN_DIR set to the photo folder's root instead of its train/ would train on them."""
+    root = os.path.realpath(folder)
+    inside = []
+    for parent, subfolders, _ in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith('.'))
+        inside += [os.path.join(parent, d) for d in subfolders if d in HELD_OUT_SPLITS]
+    if inside:
+        shown = ', '.join(os.path.relpath(f, root) for f in inside)
+        train = os.path.join(folder, 'train')
+        raise ConfigError(f'TRAINING.TRAIN_DIR {folder} holds photos kept out of training ({shown}), and its '
+                          f'subfolders are all read: point it at the training photos alone'
+                          + (f' ({train})' if os.path.isdir(train) else ''))
+
+
+def build_datasets(cfg, notes: Optional[List[str]] = None) -> Tuple[Dataset, Dataset]:
+    """(training, validation) datasets of (target, input, filename) items for the config; what the
+    data scan has to say (a patch larger than every image) is appended to `notes`.
 
     Several TRAINING.TRAIN_DIR folders pool their pairs (each folder checked and scanned by name);
     one folder gives the dataset of that folder itself, as published.
@@ -46,6 +64,7 @@ def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
         if len(folders) > 1:
             raise ConfigError('TRAINING.TRAIN_DIR lists several folders, which pools paired data; with '
                               'TRAINING.SYNTHETIC give one folder of clean photos')
+        _check_no_held_out_inside(folders[0])
         parts = [get_synthetic_training_data(folders[0], t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)]
         val = get_synthetic_validation_data(t.VAL_DIR, t.SYNTHETIC, val_ps, t.SEED)
     else:
@@ -58,35 +77,25 @@ def build_datasets(cfg) -> Tuple[Dataset, Dataset]:
     if len(val) == 0:
         raise ValueError(f'no image pairs in {t.VAL_DIR}')
     if t.SCAN_DATA:
+        train_sizes: List[Tuple[int, int]] = []
         for dataset, name in [*zip(parts, folders), (val, t.VAL_DIR)]:
             key = f"{'TRAINING.VAL_DIR' if dataset is val else 'TRAINING.TRAIN_DIR'} {name}"
             if hasattr(dataset, 'pairs'):
-                scan_pairs(dataset.pairs, key)
+                sizes = scan_pairs(dataset.pairs, key)
             else:
-                scan_images(dataset.photos, key)
+                sizes = scan_images(dataset.photos, key)
+            if dataset is not val:
+                train_sizes += sizes
+        note = patch_note(train_sizes, t.TRAIN_PS, 'TRAINING.TRAIN_PS')
+        if note and notes is not None:
+            notes.append(note)
     return (parts[0] if len(parts) == 1 else ConcatDataset(parts)), val
 
 
 def check_training_options(cfg) -> None:
     """Option values that would only fail later (after the first batch, or mid-epoch), checked at start."""
-    o, t = cfg.OPTIM, cfg.TRAINING
-    if o.BATCH_SIZE < 1:
-        raise ConfigError(f'OPTIM.BATCH_SIZE must be at least 1, got {o.BATCH_SIZE}')
-    if o.NUM_EPOCHS < 1:
-        raise ConfigError(f'OPTIM.NUM_EPOCHS must be at least 1, got {o.NUM_EPOCHS}')
-    if o.LR_INITIAL <= 0:
-        raise ConfigError(f'OPTIM.LR_INITIAL must be positive, got {o.LR_INITIAL}')
-    if o.CLIP_GRAD < 0:
-        raise ConfigError(f'OPTIM.CLIP_GRAD must be a positive maximum gradient norm, or 0 for no clipping; '
-                          f'got {o.CLIP_GRAD}')
-    if o.ACCUM_STEPS < 1:
-        raise ConfigError(f'OPTIM.ACCUM_STEPS must be at least 1 (1 = no accumulation), got {o.ACCUM_STEPS}')
-    if not 0 <= o.EMA < 1:
-        raise ConfigError(f'OPTIM.EMA must be a decay from 0 (off) to below 1, e.g. 0.999; got {o.EMA}')
-    # Training patches are not padded: they must be multiples of MULTIPLE themselves.
-    if t.TRAIN_PS < MULTIPLE or t.TRAIN_PS % MULTIPLE:
-        raise ConfigError(f'TRAINING.TRAIN_PS must be a multiple of 8 of at least 8 (the network halves '
-                          f'patches three times), got {t.TRAIN_PS}')
+    t = cfg.TRAINING
+    check_option_ranges(cfg)
     if t.INIT_WEIGHTS and not os.path.isfile(t.INIT_WEIGHTS):
         raise ConfigError(f'TRAINING.INIT_WEIGHTS: no file {t.INIT_WEIGHTS} (give a checkpoint or released weights '
                           "to fine-tune from, or '' to start from random weights)")
@@ -95,7 +104,7 @@ def check_training_options(cfg) -> None:
 
 
 def build_dataloaders(cfg, dist_info: DistInfo, device: torch.device,
-                      datasets: Optional[Tuple[Dataset, Dataset]] = None
+                      datasets: Optional[Tuple[Dataset, Dataset]] = None, notes: Optional[List[str]] = None
                       ) -> Tuple[DataLoader, EpochIndexSampler, DataLoader]:
     """(train loader, its sampler for set_epoch, validation loader) for this process.
 
@@ -103,7 +112,7 @@ def build_dataloaders(cfg, dist_info: DistInfo, device: torch.device,
     global batch is OPTIM.BATCH_SIZE whatever the number of processes (and whatever
     OPTIM.ACCUM_STEPS, which splits each process's share into micro-batches).
     """
-    train_set, val_set = datasets or build_datasets(cfg)
+    train_set, val_set = datasets or build_datasets(cfg, notes)
     batch, world = cfg.OPTIM.BATCH_SIZE, dist_info.world_size
     if batch % world:
         raise ConfigError(f'OPTIM.BATCH_SIZE {batch} (the global batch) must be divisible by the number of '

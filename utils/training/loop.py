@@ -92,18 +92,40 @@ def _backend_settings(cfg, device: torch.device):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
+def _checkpoints_in(model_dir: str) -> List[str]:
+    """The checkpoint files (model_*.pth) a session folder holds, sorted; [] for no folder."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(n for n in os.listdir(model_dir) if n.startswith('model_') and n.endswith('.pth'))
+
+
 def _resume_path(cfg, resume: Optional[str], model_dir: str) -> Optional[str]:
+    """The checkpoint to resume (None: a fresh run), or an error when the run would write over
+    another run's checkpoints: a fresh run into a session that holds any checkpoint (not only
+    model_latest.pth: its best and epoch files would be replaced), or --resume of a file from
+    elsewhere into a session that holds checkpoints of its own."""
     latest = os.path.join(model_dir, 'model_latest.pth')
+    held = _checkpoints_in(model_dir)
+    shown = ', '.join(held[:4]) + (f' (+{len(held) - 4} more)' if len(held) > 4 else '')
     if resume:
+        inside = os.path.realpath(os.path.dirname(os.path.abspath(resume))) == os.path.realpath(model_dir)
+        if held and not inside:
+            raise FileExistsError(f'MODEL.SESSION {cfg.MODEL.SESSION} ({model_dir}) already holds checkpoints of a '
+                                  f'run ({shown}) and --resume {resume} is from elsewhere: resuming it there would '
+                                  'replace them; choose another MODEL.SESSION (or TRAINING.SAVE_DIR); nothing was '
+                                  'overwritten')
         return resume
     if cfg.TRAINING.RESUME:
         if not os.path.isfile(latest):
-            raise FileNotFoundError(f'TRAINING.RESUME is True but there is no {latest} to resume from; '
-                                    'set TRAINING.RESUME False to start, or pass --resume PATH')
+            other = f' (it holds {shown}: pass --resume with one of them)' if held else ''
+            raise FileNotFoundError(f'TRAINING.RESUME is True but there is no {latest} to resume from{other}; '
+                                    'set TRAINING.RESUME False to start a new run, or pass --resume PATH')
         return latest
-    if os.path.isfile(latest):
-        raise FileExistsError(f'{latest} exists: resume it with TRAINING.RESUME True, or choose another '
-                              'MODEL.SESSION (or TRAINING.SAVE_DIR) to start a new run; nothing was overwritten')
+    if held:
+        raise FileExistsError(f'MODEL.SESSION {cfg.MODEL.SESSION} ({model_dir}) already holds {shown}: resume it '
+                              "(TRAINING.RESUME True, or --resume PATH with one of its checkpoints), or choose "
+                              'another MODEL.SESSION (or TRAINING.SAVE_DIR) to start a new run; nothing was '
+                              'overwritten')
     return None
 
 
@@ -148,10 +170,13 @@ def _train(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]
            log_dir: str) -> Dict[str, Any]:
     resume_path = _resume_path(cfg, resume, model_dir)
     seed_everything(cfg.TRAINING.SEED)  # before the model is built: the published initialisation
-    train_loader, sampler, val_loader = build_dataloaders(cfg, dist_info, device)
+    data_notes: List[str] = []
+    train_loader, sampler, val_loader = build_dataloaders(cfg, dist_info, device, notes=data_notes)
     trainer = Trainer(cfg, device, dist_info)
     trainer.latest_path = os.path.join(model_dir, 'model_latest.pth')
     log = _RunLog(log_dir, dist_info.is_main)
+    for note in data_notes:
+        log.line(f'note: {note}')
     if len(cfg.GPU) > 1 and device.type == 'cuda' and not dist_info.enabled:
         log.line(f'note: GPU lists {len(cfg.GPU)} GPUs but one process trains on one; use all with '
                  f'torchrun --nproc_per_node {len(cfg.GPU)} (CUDA_VISIBLE_DEVICES picks which)')
