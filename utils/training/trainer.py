@@ -238,7 +238,9 @@ class Trainer:
         `keep_images` (3, H, 3W) strips [input | restored | target] from this process.
         """
         # With OPTIM.EMA the average is what validates, and so what model_best.pth is chosen by.
-        restorer = Restorer(self.model if self.ema is None else self.ema.model, self.device)
+        model = self.model if self.ema is None else self.ema.model
+        model.eval()  # a Restorer never changes the model it is given; self.net.train() below undoes this
+        restorer = Restorer(model, self.device)
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # [sum of PSNR, count]
         strips: List[torch.Tensor] = []
         for target, input_, _ in loader:
