@@ -85,9 +85,10 @@ def build_page(models: Models, out_dir: str, max_megapixels: float = PAGE_MAX_ME
         return None, None, f'Ready: `{os.path.basename(path)}`. Choose the task and press **Restore**.'
 
     weights_lines = '\n'.join(f'- {line}' for line in models.status())
+    precision = 'exact fp32' if models.options.precision == 'exact' else f'{models.options.precision} precision'
     with gr.Blocks(title='MPRNet: restore a photo', analytics_enabled=False) as page:
         gr.Markdown('## MPRNet: deblur, derain or denoise a photo\nEverything runs on this computer '
-                    f'({models.device}, {"exact fp32" if models.exact else models.precision + " precision"}); '
+                    f'({models.device}, {precision}); '
                     'nothing is uploaded anywhere else.')
         with gr.Row():
             with gr.Column(scale=2):
@@ -200,7 +201,7 @@ def results_folder():
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        check_inference_arguments(args)
+        options = check_inference_arguments(args, auto_tile=True)
         for option in ('max_upload_mb', 'max_queue'):  # sizes: below 1 no request could ever be taken
             if getattr(args, option) < 1:
                 raise UsageError(f'--{option} must be at least 1, got {getattr(args, option)}')
@@ -213,8 +214,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with results_folder() as out_dir:
             try:
                 gr = import_gradio()
-                models = Models(args.device, args.precision, args.fast, args.tile, args.tile_overlap, args.weights,
-                                args.weights_root, exact=args.exact, max_memory=args.max_memory)
+                models = Models(options)
             except AppError as err:
                 print(f'error: {err}', file=sys.stderr)
                 return 2

@@ -17,6 +17,7 @@ Exit code 0: all restored; 1: some files failed (named); 2: nothing was run
 (bad options, no images, no weights, results that exist); 130: interrupted.
 """
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ from utils.inference.cli import (TASK_METAVAR, UsageError, add_inference_argumen
                        check_compare, check_inference_arguments, check_writable, load_restorer, plan_outputs,
                        run_main)
 from utils.inference.folder_restore import collect_inputs, restore_folder
+from utils.inference.restorer import Tiling
 from utils.files.image_io import DEFAULT_MAX_MEGAPIXELS
 from utils.evaluation.visualize import write_comparison
 from utils.files.weights import official_paths
@@ -84,13 +86,10 @@ class TileProgress:
 
     def __init__(self):
         self.bar: Optional[tqdm] = None
-        self.restorer = None
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, tiling: Tiling) -> None:
         if self.bar is None:
-            reason = getattr(self.restorer, 'last_tiling_reason', None)
-            tile = getattr(self.restorer, 'last_tile', None)
-            tqdm.write(f'restoring in {tile}-px tiles' + (f' ({reason})' if reason else ''))
+            tqdm.write(f'restoring in {tiling.tile}-px tiles' + (f' ({tiling.reason})' if tiling.reason else ''))
             self.bar = tqdm(total=total, desc='tiles', unit='tile', leave=False)
         self.bar.update(done - self.bar.n)
         if done == total:
@@ -101,20 +100,19 @@ class TileProgress:
 def restore(argv: Optional[List[str]] = None) -> int:
     """Restore as the options say; returns the number of images that failed (errors raise)."""
     args = parse_args(argv)
-    check_inference_arguments(args)
+    options = check_inference_arguments(args, auto_tile=True)
     files, input_folder, ignored = collect_inputs(args.input_dir)
     plan, skipped = plan_outputs(files, args.result_dir, args.overwrite, args.skip_existing, input_folder)
     if args.compare:
         check_compare(args.compare, files, plan + skipped, args.overwrite, args.skip_existing)
     tasks, label = args.task, chain_label(args.task)
     progress = TileProgress()
-    loaded = [load_restorer(task, argparse.Namespace(**{**vars(args), 'weights': weights}), progress=progress)
+    loaded = [load_restorer(task, dataclasses.replace(options, weights=weights), progress=progress)
               for task, weights in zip(tasks, chain_weights(args.weights, tasks))]
     restorer = loaded[0][0] if len(tasks) == 1 else ChainRestorer([r for r, _ in loaded])
     check_writable(args.result_dir)  # after the weights: a run refused for them leaves no empty folder
     if args.compare:
         check_writable(os.path.dirname(os.path.abspath(args.compare)), '--compare', 'the comparison picture')
-    progress.restorer = restorer
     if len(tasks) > 1:
         print(f'chain {label}: each image read once, restored by {len(tasks)} models in turn, written once')
     for task, (_, info) in zip(tasks, loaded):

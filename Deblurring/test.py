@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.inference.cli import add_test_script_arguments, load_restorer, plan_outputs, run_main  # noqa: E402
+from utils.inference.cli import (add_test_script_arguments, check_inference_arguments, load_restorer,  # noqa: E402
+                                 plan_outputs, run_main)
 from utils.inference.folder_restore import collect_inputs, restore_folder  # noqa: E402
 
 TASK = 'Deblurring'
@@ -40,7 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list:
         raise FileNotFoundError(f'{args.dataset} inputs not found: {input_dir} (see Datasets/README.md)')
     plan, _ = plan_outputs(collect_inputs(input_dir)[0], os.path.join(args.result_dir, args.dataset), args.overwrite,
                            args.skip_existing)
-    restorer, info = load_restorer(TASK, args)
+    restorer, info = load_restorer(TASK, check_inference_arguments(args))
     print(f'===> Testing {info}', flush=True)
     restore_folder(restorer, plan, batch_size=args.batch_size, desc=args.dataset, replace=args.overwrite)
     return [out for _, out in plan]

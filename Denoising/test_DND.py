@@ -25,7 +25,8 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.files.atomic import write_atomically  # noqa: E402
-from utils.inference.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
+from utils.inference.cli import (add_test_script_arguments, check_inference_arguments, load_restorer,  # noqa: E402
+                                 refuse_existing, run_main)
 from utils.inference.folder_restore import restore_images  # noqa: E402
 from utils.files.image_io import write_image  # noqa: E402
 
@@ -106,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[str]:
     refuse_existing(outputs + [os.path.join(crop_dir, f'{s}.mat') for s in per_box if args.save_crops]
                     + [os.path.join(png_dir, f'{s}.png') for s in per_box if args.save_images], args.overwrite,
                     skippable=False)
-    restorer, info = load_restorer(TASK, args)
+    restorer, info = load_restorer(TASK, check_inference_arguments(args))
     print(f'===> Testing {info}', flush=True)
     os.makedirs(mat_dir, exist_ok=True)
     for name, image_boxes, out_path in zip(tqdm(names, desc='DND', unit='img'), boxes, outputs):

@@ -21,7 +21,8 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils.files.atomic import write_atomically  # noqa: E402
-from utils.inference.cli import add_test_script_arguments, load_restorer, refuse_existing, run_main  # noqa: E402
+from utils.inference.cli import (add_test_script_arguments, check_inference_arguments, load_restorer,  # noqa: E402
+                                 refuse_existing, run_main)
 from utils.inference.folder_restore import restore_batch  # noqa: E402
 from utils.files.image_io import load_mat_array, write_image  # noqa: E402
 
@@ -55,7 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         raise FileNotFoundError(f'{noisy_path} not found (SIDD validation data; see Datasets/README.md)')
     mat_path = os.path.join(args.result_dir, 'mat', 'Idenoised.mat')
     refuse_existing([mat_path], args.overwrite, skippable=False)
-    restorer, info = load_restorer(TASK, args)
+    restorer, info = load_restorer(TASK, check_inference_arguments(args))
     print(f'===> Testing {info}', flush=True)
     noisy = load_noisy_blocks(noisy_path)
     n_images, n_blocks = noisy.shape[:2]

@@ -14,7 +14,8 @@ from typing import Dict, Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.inference.cli import add_test_script_arguments, load_restorer, plan_outputs, run_main  # noqa: E402
+from utils.inference.cli import (add_test_script_arguments, check_inference_arguments, load_restorer,  # noqa: E402
+                                 plan_outputs, run_main)
 from utils.inference.folder_restore import collect_inputs, restore_folder  # noqa: E402
 
 TASK = 'Deraining'
@@ -44,7 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, list]:
     if not plans:
         raise FileNotFoundError(f'none of the test sets {", ".join(args.datasets)} is under {args.input_dir} '
                                 '(expected <name>/input; see Datasets/README.md)')
-    restorer, info = load_restorer(TASK, args)
+    restorer, info = load_restorer(TASK, check_inference_arguments(args))
     print(f'===> Testing {info}', flush=True)
     for name, plan in plans.items():
         restore_folder(restorer, plan, batch_size=args.batch_size, desc=name, replace=args.overwrite)

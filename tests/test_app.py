@@ -53,7 +53,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def models(root):
-    return uploads.Models(device='cpu', root=root)
+    return uploads.Models.from_settings(device='cpu', root=root)
 
 
 # ---------------------------------------------------------------------------- restore(), no browser
@@ -121,7 +121,7 @@ def test_no_file_huge_image_and_unknown_task(tmp_path, models):
 
 
 def test_missing_weights_name_the_file_to_get(tmp_path):
-    models = uploads.Models(device='cpu', root=make_root(tmp_path / 'root', tasks=('Deblurring',)))
+    models = uploads.Models.from_settings(device='cpu', root=make_root(tmp_path / 'root', tasks=('Deblurring',)))
     src = write_test_image(tmp_path / 'x.png', rgb8(16, 16))
     with pytest.raises(uploads.AppError, match='no official weights for Denoising'):
         uploads.restore(src, 'Denoising', models, str(tmp_path / 'out'))
@@ -130,7 +130,7 @@ def test_missing_weights_name_the_file_to_get(tmp_path):
 
 
 def test_tiles_report_progress(tmp_path, root):
-    models = uploads.Models(device='cpu', root=root, tile=16, tile_overlap=8)
+    models = uploads.Models.from_settings(device='cpu', root=root, tile=16, tile_overlap=8)
     src = write_test_image(tmp_path / 'wide.png', rgb8(30, 50))
     calls = []
     result = uploads.restore(src, 'Deblurring', models, str(tmp_path / 'out'), progress=lambda *a: calls.append(a))
@@ -141,15 +141,15 @@ def test_tiles_report_progress(tmp_path, root):
 
 
 def test_exact_and_max_memory_reach_the_model(tmp_path, root):
-    exact = uploads.Models(device='cpu', root=root, exact=True).get('Deblurring')
+    exact = uploads.Models.from_settings(device='cpu', root=root, precision='exact').get('Deblurring')
     assert exact.mode == 'exact' and exact.restorer.dtype is None and not exact.restorer.fast
-    # 50x30 RGB needs far more than 1e-6 GB of activations: the image goes in tiles.
-    small_budget = uploads.Models(device='cpu', root=root, max_memory=1e-6)
-    result = uploads.restore(write_test_image(tmp_path / 'a.png', rgb8(30, 50)), 'Deblurring', small_budget,
+    # 200x120 RGB needs more than the smallest budget the options take (1 MiB) of activations: it goes in tiles.
+    small_budget = uploads.Models.from_settings(device='cpu', root=root, max_memory_gb=2 ** -10)
+    result = uploads.restore(write_test_image(tmp_path / 'a.png', rgb8(120, 200)), 'Deblurring', small_budget,
                              str(tmp_path / 'o'))
     assert 'tiles' in result.info
     whole = uploads.restore(write_test_image(tmp_path / 'b.png', rgb8(30, 50)), 'Deblurring',
-                            uploads.Models(device='cpu', root=root), str(tmp_path / 'o'))
+                            uploads.Models.from_settings(device='cpu', root=root), str(tmp_path / 'o'))
     assert 'tiles' not in whole.info
 
 
@@ -157,7 +157,7 @@ def test_bad_options_are_one_line_errors(capsys, monkeypatch):
     args = app.parse_args([])
     assert (args.host, args.port, args.share, args.weights) == ('127.0.0.1', app.DEFAULT_PORT, False, 'auto')
     with pytest.raises(uploads.AppError, match='tile size must be a positive multiple of 8'):
-        uploads.Models(device='cpu', tile=12)
+        uploads.Models.from_settings(device='cpu', tile=12)
     assert app.main(['--device', 'cpu', '--exact', '--precision', 'bf16']) == 2
     assert '--exact means fp32 without --fast' in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -277,7 +277,7 @@ def test_a_tiff_that_repeats_its_size_is_refused_before_decoding(tmp_path, monke
     monkeypatch.setattr(cv2, 'imdecode', never)
     with pytest.raises(ValueError, match=r'twice.tif.*gives tag 256 \(width\) twice'):
         read_image(str(path), max_megapixels=None)
-    models = uploads.Models(device='cpu')
+    models = uploads.Models.from_settings(device='cpu')
     with pytest.raises(uploads.AppError, match='twice.tif'):
         uploads.restore(str(path), 'Deblurring', models, str(tmp_path / 'out'))
 
@@ -290,7 +290,7 @@ def test_a_header_the_checker_cannot_read_is_refused_not_decoded(tmp_path):
     path.write_bytes(encoded.tobytes())
     with pytest.raises(ValueError, match='header cannot be read'):
         read_image(str(path))
-    models = uploads.Models(device='cpu')
+    models = uploads.Models.from_settings(device='cpu')
     with pytest.raises(uploads.AppError, match='photo.png: the file is damaged or not an image'):
         uploads.restore(str(path), 'Deblurring', models, str(tmp_path / 'out'))
 
@@ -550,4 +550,4 @@ def test_the_web_page_names_an_upload_it_has_no_memory_for(tmp_path, monkeypatch
         raise MemoryError('Unable to allocate 2.79 GiB for an array')
     monkeypatch.setattr(uploads, 'read_image', out_of_memory)
     with pytest.raises(uploads.AppError, match='not enough memory to read big.png; try a smaller image'):
-        uploads.restore(str(path), 'Deblurring', uploads.Models(device='cpu'), str(tmp_path / 'out'))
+        uploads.restore(str(path), 'Deblurring', uploads.Models.from_settings(device='cpu'), str(tmp_path / 'out'))

@@ -140,15 +140,14 @@ def test_auto_precision_follows_the_cpu_and_fp16_on_cpu_is_refused(monkeypatch):
 
 def test_memory_budget_tiles_and_reports_progress(tiny_model):
     seen = []
-    restorer = Restorer(tiny_model, auto_tile=True, memory_budget=1, progress=lambda d, t: seen.append((d, t)))
-    out = restorer(torch.rand(1, 3, 200, 136))
+    restorer = Restorer(tiny_model, auto_tile=True, memory_budget=1, progress=lambda d, t, _: seen.append((d, t)))
+    out, tiling = restorer.restore(torch.rand(1, 3, 200, 136))
     assert out.shape == (1, 3, 200, 136)
-    assert restorer.last_tile == 64 and 'memory budget' in restorer.last_tiling_reason
+    assert tiling.tile == 64 and 'memory budget' in tiling.reason
     total = seen[-1][1]
     assert seen == [(d, total) for d in range(1, total + 1)] and total > 1
     whole = Restorer(tiny_model, auto_tile=True, memory_budget=2 ** 40)
-    whole(torch.rand(1, 3, 64, 64))
-    assert whole.last_tile is None
+    assert whole.restore(torch.rand(1, 3, 64, 64)).tiling.tile is None
 
 
 def test_results_are_written_atomically_with_the_usual_permissions(tmp_path):

@@ -149,9 +149,11 @@ def test_fast_restorer_leaves_a_separate_exact_model_alone(tiny_model, device):
     assert torch.equal(exact(x), before)
     assert tiny_model.batch_patches is False
     assert all(p.is_contiguous() for p in tiny_model.parameters())
-    # The fast Restorer switched its own model over.
-    assert fast_model.batch_patches is True
-    assert fast_model.shallow_feat1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    # The fast Restorer switched its own model over (a copy: the model it was given is left alone).
+    assert fast.model.batch_patches is True
+    assert fast.model.shallow_feat1[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast_model.batch_patches is False
+    assert all(p.is_contiguous() for p in fast_model.parameters())
 
 
 def test_fast_restorer_in_fp32_matches_exact(tiny_model, device):

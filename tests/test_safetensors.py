@@ -16,6 +16,7 @@ from MPRNet import MPRNet
 from utils.files.checkpoint import CheckpointMismatchError, CheckpointReadError, build_model, is_safetensors
 from utils.files.weights import resolve_weights
 from utils.inference.loading import build_restorer
+from utils.inference.options import InferenceOptions
 from utils.training.config import load_config
 from utils.training.trainer import Trainer
 
@@ -100,7 +101,7 @@ def test_every_loader_accepts_it(release, tmp_path, capsys):
     os.replace(release, folder / 'model_deraining_synthetic.safetensors')
     path, kind = resolve_weights('Deraining', 'auto', root=str(tmp_path / 'root'))
     assert (os.path.basename(path), kind) == ('model_deraining_synthetic.safetensors', 'bundled')
-    restorer, info = build_restorer('Deraining', 'auto', 'cpu', root=str(tmp_path / 'root'))
+    restorer, info = build_restorer('Deraining', InferenceOptions(device='cpu', root=str(tmp_path / 'root')))
     assert info.kind == 'bundled'
     # demo.py --weights
     images = tmp_path / 'in'

@@ -100,7 +100,7 @@ def test_the_web_page_runs_a_chain_as_its_stages_in_turn(tmp_path, photos, weigh
         (root / 'pretrained_models' / 'synthetic').mkdir(parents=True, exist_ok=True)
         with open(path, 'rb') as src, open(target, 'wb') as dst:
             dst.write(src.read())
-    models = uploads.Models(device='cpu', precision='fp32', root=str(root))
+    models = uploads.Models.from_settings(device='cpu', precision='fp32', root=str(root))
     src = str(photos / 'a.png')
     result = uploads.restore(src, 'Deraining, denoising', models, str(tmp_path / 'out'))
     assert result.png.endswith('a_deraining_denoising.png')

@@ -170,16 +170,16 @@ def test_auto_tiles_when_memory_is_short(monkeypatch):
     # 0.8 of the free memory holds exactly a 64x64 tile.
     monkeypatch.setattr(tiling, 'free_memory_bytes', lambda device: 576 * 64 * 64 / 0.8)
     restorer = Restorer(model, auto_tile=True)
-    out = restorer(x)
-    assert restorer.last_tile == 64 and model.largest == (64, 64)
-    assert 'GiB' in restorer.last_tiling_reason
+    out, how = restorer.restore(x)
+    model = restorer.model  # the Restorer runs its own copy in eval mode
+    assert how.tile == 64 and model.largest == (64, 64)
+    assert 'GiB' in how.reason
     with torch.no_grad():
         assert torch.allclose(out, model.body(x), atol=1e-6)
     # With room to spare the whole image runs at once.
     monkeypatch.setattr(tiling, 'free_memory_bytes', lambda device: 1e12)
     model.largest = (0, 0)
-    restorer(x)
-    assert restorer.last_tile is None and model.largest == (128, 128)
+    assert restorer.restore(x).tiling.tile is None and model.largest == (128, 128)
 
 
 def test_out_of_memory_is_retried_in_tiles():
@@ -188,8 +188,8 @@ def test_out_of_memory_is_retried_in_tiles():
     with pytest.raises(OutOfMemoryError):
         Restorer(model)(x)  # the exact path never tiles behind the caller's back
     restorer = Restorer(model, auto_tile=True)
-    out = restorer(x)
-    assert restorer.last_tile == 64 and 'out of memory' in restorer.last_tiling_reason
+    out, how = restorer.restore(x)
+    assert how.tile == 64 and 'out of memory' in how.reason
     with torch.no_grad():
         assert torch.allclose(out, model.body(x), atol=1e-6)
 

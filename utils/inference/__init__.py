@@ -1,4 +1,5 @@
-"""Restoring images with a trained model: restorer (``Restorer``: padding, precision, tiles,
+"""Restoring images with a trained model: options (``InferenceOptions``: the weights, device,
+precision and tiling of a run, checked once when built), restorer (``Restorer``: padding, precision, tiles,
 and the precision choice), tiling (overlapping tiles and their memory estimate), folder_restore
 (lists and folders of images, read ahead of the model), loading (the model and Restorer a run
 uses, for the scripts and the web page alike), cli (the inference command line shared by

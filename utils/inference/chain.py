@@ -5,12 +5,12 @@ memory (each with its own tiling and memory budget) and writes once.
 Between stages the image stays in float: no 8-bit rounding as when the result of one run is
 the input of the next, so a chain differs from that by at most that rounding's effect.
 """
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 
 from MPRNet import canonical_task
-from utils.inference.restorer import Restorer
+from utils.inference.restorer import Restored, Restorer
 
 __all__ = ['parse_task_chain', 'chain_label', 'ChainRestorer']
 
@@ -37,8 +37,8 @@ def chain_label(tasks: Sequence[str]) -> str:
 class ChainRestorer:
     """Callable as a Restorer is: the stages' Restorers applied in turn, the image kept in memory.
 
-    ``last_tile`` and ``last_tiling_reason`` are the running stage's while a call runs (what a
-    tile progress bar reads), afterwards those of the first stage of that call that used tiles.
+    ``restore(x)`` returns the image with the tiling of the first stage that used tiles (each
+    stage reports its own tiles to its progress callback while it runs).
     """
 
     def __init__(self, stages: Sequence[Restorer]):
@@ -46,26 +46,13 @@ class ChainRestorer:
             raise ValueError('a chain needs at least one stage')
         self.stages = list(stages)
         self.device = self.stages[0].device
-        self._running: Optional[Restorer] = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        try:
-            for stage in self.stages:
-                self._running = stage
-                x = stage(x)
-        finally:
-            self._running = None
-        return x
+        return self.restore(x).image
 
-    def _tiled(self) -> Restorer:
-        if self._running is not None:
-            return self._running
-        return next((s for s in self.stages if s.last_tile), self.stages[0])
-
-    @property
-    def last_tile(self) -> Optional[int]:
-        return self._tiled().last_tile
-
-    @property
-    def last_tiling_reason(self) -> Optional[str]:
-        return self._tiled().last_tiling_reason
+    def restore(self, x: torch.Tensor) -> Restored:
+        tilings = []
+        for stage in self.stages:
+            x, how = stage.restore(x)
+            tilings.append(how)
+        return Restored(x, next((t for t in tilings if t.tile), tilings[0]))

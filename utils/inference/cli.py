@@ -15,7 +15,6 @@ ValueError / RuntimeError) for what stops them before any work, and return
 the number of failed items otherwise.
 """
 import argparse
-import math
 import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -23,9 +22,9 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from MPRNet import PRESETS, canonical_task
 from utils.allocator import keep_freed_memory
 from utils.files.image_io import IMAGE_EXTENSIONS
-from utils.inference.loading import DEFAULT_CPU_MEMORY_GB, DEFAULT_OVERLAP, RunInfo, build_restorer
-from utils.inference.restorer import PRECISION_CHOICES, Restorer
-from utils.inference.tiling import check_tile_options
+from utils.inference.loading import DEFAULT_CPU_MEMORY_GB, RunInfo, build_restorer
+from utils.inference.options import DEFAULT_OVERLAP, PRECISION_CHOICES, InferenceOptions, UsageError
+from utils.inference.restorer import Restorer, Tiling
 from utils.padding import MULTIPLE
 
 __all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXIT_INTERRUPTED', 'TASK_METAVAR',
@@ -35,12 +34,7 @@ __all__ = ['UsageError', 'EXIT_OK', 'EXIT_SOME_FAILED', 'EXIT_NOTHING_RUN', 'EXI
            'check_writable', 'check_compare', 'same_file', 'add_pixel_limit_argument', 'run_main']
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
-MIN_MEMORY_GB = 2 ** -10  # 1 MiB: less rounds to a budget of a few bytes, which no tile fits
 Pair = Tuple[str, str]
-
-
-class UsageError(Exception):
-    """Stops a script before any work; the message says what to do."""
 
 
 TASK_METAVAR = '|'.join(PRESETS)
@@ -68,13 +62,15 @@ def size_type(text: str) -> Tuple[int, int]:
 
 def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
                         precision_default: str = 'fp32', weights_choices: Optional[Sequence[str]] = None) -> None:
-    """Which weights and how to run them: --weights, --device, --precision, --fast, --exact (every
-    inference entry point: demo, test scripts, web page)."""
+    """Which weights and how to run them: --weights, --device, --precision, --fast (every
+    inference entry point: demo, test scripts, web page), and --exact, the old name of
+    --precision exact."""
     parser.add_argument('--weights', default=weights_default, choices=weights_choices, help=weights_help)
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
                         help='where to run: auto = CUDA when available, else CPU (default: %(default)s)')
     parser.add_argument('--precision', default=precision_default, choices=PRECISION_CHOICES,
-                        help='fp32 is exact (the published numbers); bf16/fp16 autocast are faster where the '
+                        help='exact = fp32 in the published order (the published numbers; fp32 without '
+                             '--fast is the same); bf16/fp16 autocast are faster where the '
                              'hardware has them; auto = bf16 with --fast on GPUs and on CPUs with native bf16 '
                              'for the tasks where it was measured to stay above 45 dB of fp32, else fp32 '
                              'with --fast (default: %(default)s)')
@@ -82,7 +78,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, weights_default: str, w
                         help='channels-last, batched stage-1/2 patches, cuDNN autotuning: the same function in '
                              'another order (differences at float rounding)')
     parser.add_argument('--exact', action='store_true',
-                        help='the exact path: fp32, published order (same as --precision fp32 without --fast)')
+                        help='old name of --precision exact, still accepted')
 
 
 def add_tiling_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,10 +99,6 @@ def add_pixel_limit_argument(parser: argparse.ArgumentParser, default: float) ->
     parser.add_argument('--max_megapixels', type=float, default=default, metavar='MP',
                         help='largest image read, in megapixels, checked from the file header before decoding '
                              '(default: %(default)g)')
-
-
-def _positive_finite(value: float) -> bool:
-    return math.isfinite(value) and value > 0
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser, weights_default: str, weights_help: str,
@@ -144,42 +136,22 @@ def add_test_script_arguments(parser: argparse.ArgumentParser, task: str, input_
                             precision_default='fp32', batching=True, skippable=skippable)
 
 
-def check_inference_arguments(args: argparse.Namespace) -> None:
-    """Option combinations, checked once before anything is loaded; UsageError names the option."""
+def check_inference_arguments(args: argparse.Namespace, auto_tile: bool = False) -> InferenceOptions:
+    """Option combinations, checked once before anything is loaded; UsageError names the option.
+    Returns the model options (``InferenceOptions.from_args``: building them is their check)."""
     if getattr(args, 'overwrite', False) and getattr(args, 'skip_existing', False):
         raise UsageError('--overwrite and --skip_existing contradict each other: choose one')
-    if args.exact and (args.fast or args.precision not in ('fp32', 'auto')):
-        raise UsageError(f'--exact means fp32 without --fast; it cannot be combined with --precision '
-                         f'{args.precision}{" --fast" if args.fast else ""}')
     if getattr(args, 'batch_size', 1) < 1:
         raise UsageError(f'--batch_size must be at least 1, got {args.batch_size}')
-    if getattr(args, 'tile', None) is not None:
-        try:
-            check_tile_options(args.tile, args.tile_overlap)
-        except ValueError as err:
-            raise UsageError(f'--tile {args.tile} --tile_overlap {args.tile_overlap}: {err}') from err
-    elif getattr(args, 'tile_overlap', 0) < 0:
-        raise UsageError(f'--tile_overlap must be at least 0, got {args.tile_overlap}')
-    max_memory = getattr(args, 'max_memory', None)
-    if max_memory is not None and not (math.isfinite(max_memory) and max_memory >= MIN_MEMORY_GB):
-        raise UsageError(f'--max_memory must be a finite number of GB, at least {MIN_MEMORY_GB:.6g} (1 MiB), '
-                         f'got {max_memory:g}')
-    max_megapixels = getattr(args, 'max_megapixels', None)
-    if max_megapixels is not None and not _positive_finite(max_megapixels):
-        raise UsageError(f'--max_megapixels must be a positive, finite number of megapixels, got {max_megapixels:g}')
+    return InferenceOptions.from_args(args, auto_tile=auto_tile)
 
 
-def load_restorer(task: str, args: argparse.Namespace, progress: Optional[Callable[[int, int], None]] = None
-                  ) -> Tuple[Restorer, RunInfo]:
+def load_restorer(task: str, options: InferenceOptions,
+                  progress: Optional[Callable[[int, int, Tiling], None]] = None) -> Tuple[Restorer, RunInfo]:
     """The model for `task` (canonical: argparse's task_type made it so) with the weights
-    args.weights names, wrapped in a Restorer as the options say (``build_restorer``); returns it
-    and what was loaded (str() of it is the one-line description scripts print)."""
-    check_inference_arguments(args)
-    tiling = hasattr(args, 'tile')  # the demo's options; the benchmark test scripts have none
-    return build_restorer(task, args.weights, args.device, args.precision, args.fast, exact=args.exact,
-                          tile=getattr(args, 'tile', None),
-                          tile_overlap=getattr(args, 'tile_overlap', DEFAULT_OVERLAP),
-                          auto_tile=tiling, max_memory_gb=getattr(args, 'max_memory', None), progress=progress)
+    options.weights names, wrapped in a Restorer as the options say (``build_restorer``); returns
+    it and what was loaded (str() of it is the one-line description scripts print)."""
+    return build_restorer(task, options, progress)
 
 
 def refuse_existing(paths: Sequence[str], overwrite: bool, skip_existing: bool = False,

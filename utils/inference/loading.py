@@ -5,19 +5,19 @@ app.py), so that the demo and the page cannot drift apart.
 """
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Optional, Tuple
 
 import torch
 
 from MPRNet import require_canonical
 from utils.device import resolve_device
 from utils.files.checkpoint import build_model
-from utils.files.weights import REPO_ROOT, resolve_weights
-from utils.inference.restorer import Restorer, choose_precision
+from utils.files.weights import resolve_weights
+from utils.inference.options import DEFAULT_OVERLAP, InferenceOptions
+from utils.inference.restorer import Restorer, Tiling, choose_precision
 
 __all__ = ['DEFAULT_OVERLAP', 'DEFAULT_CPU_MEMORY_GB', 'RunInfo', 'memory_budget', 'build_restorer']
 
-DEFAULT_OVERLAP = 32
 DEFAULT_CPU_MEMORY_GB = 3.0
 
 
@@ -48,26 +48,25 @@ def memory_budget(max_memory_gb: Optional[float], device: torch.device) -> Optio
     return int((max_memory_gb or DEFAULT_CPU_MEMORY_GB) * 2 ** 30)
 
 
-def build_restorer(task: str, weights: str = 'auto', device: Union[str, torch.device] = 'auto',
-                   precision: str = 'fp32', fast: bool = False, exact: bool = False, tile: Optional[int] = None,
-                   tile_overlap: int = DEFAULT_OVERLAP, auto_tile: bool = False,
-                   max_memory_gb: Optional[float] = None, progress: Optional[Callable[[int, int], None]] = None,
-                   root: str = REPO_ROOT) -> Tuple[Restorer, RunInfo]:
-    """The Restorer for `task` (a canonical name, as the entry point made it) with the weights
-    `weights` names (auto / official / bundled under `root`, or a path), and what was loaded.
+def build_restorer(task: str, options: InferenceOptions = InferenceOptions(),
+                   progress: Optional[Callable[[int, int, Tiling], None]] = None) -> Tuple[Restorer, RunInfo]:
+    """The Restorer for `task` (a canonical name, as the entry point made it) as `options` say
+    (weights looked up under options.root, device, precision, tiles), and what was loaded.
 
-    `auto_tile` (the demo and the page) tiles images above `max_memory_gb` of activations
-    (``memory_budget``); the NaN/infinity check of the output is always on, so a broken model
-    fails its image instead of writing black or white pixels. Raises WeightsNotFoundError,
-    ValueError (e.g. fp16 on a CPU) or the checkpoint errors, each naming what to change.
+    With options.auto_tile (the demo and the page) images above options.max_memory_gb of
+    activations go in tiles (``memory_budget``); the NaN/infinity check of the output is always
+    on, so a broken model fails its image instead of writing black or white pixels. Raises
+    WeightsNotFoundError, ValueError (fp16 on a CPU), RuntimeError (no GPU) or the checkpoint
+    errors, each naming what to change.
     """
     require_canonical(task)
-    path, kind = resolve_weights(task, weights, root)
-    device = resolve_device(device) if isinstance(device, str) else device
-    precision, fast, mode = choose_precision(precision, fast, device, exact=exact)
-    budget = memory_budget(max_memory_gb, device) if auto_tile else None
+    path, kind = resolve_weights(task, options.weights, options.root)
+    device = resolve_device(options.device)
+    precision, fast, mode = choose_precision(options.precision, options.fast, device)
+    budget = memory_budget(options.max_memory_gb, device) if options.auto_tile else None
     model = build_model(task, path)
-    restorer = Restorer(model, device, precision=precision, fast=fast, tile=tile, tile_overlap=tile_overlap,
-                        auto_tile=auto_tile, memory_budget=budget, progress=progress, refuse_non_finite=True)
+    restorer = Restorer(model, device, precision=precision, fast=fast, tile=options.tile,
+                        tile_overlap=options.tile_overlap, auto_tile=options.auto_tile, memory_budget=budget,
+                        progress=progress, refuse_non_finite=True)
     preset = model.preset_name() or f"compact (n_feat={model.config['n_feat']})"
     return restorer, RunInfo(task, preset, path, kind, str(device), mode)

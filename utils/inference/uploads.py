@@ -20,9 +20,9 @@ from utils.files.image_io import (IMAGE_EXTENSIONS, ImageTooLargeError, image_to
                                   to_uint8, write_image)
 from utils.files.weights import REPO_ROOT, WEIGHT_CHOICES, WeightsNotFoundError, resolve_weights
 from utils.inference.chain import ChainRestorer, chain_label, parse_task_chain
-from utils.inference.loading import DEFAULT_OVERLAP, build_restorer
-from utils.inference.restorer import PRECISION_CHOICES, NonFiniteOutputError, Restorer
-from utils.inference.tiling import check_tile_options
+from utils.inference.loading import build_restorer
+from utils.inference.options import InferenceOptions, UsageError
+from utils.inference.restorer import NonFiniteOutputError, Restorer, Tiling
 
 
 # The web page's default pixel limit (app.py --max_megapixels); larger images go to demo.py --tile,
@@ -50,7 +50,7 @@ class ProgressRelay:
     def __init__(self):
         self.target: Optional[Progress] = None
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, tiling: Optional[Tiling] = None) -> None:
         if self.target is not None:
             self.target(done, total)
 
@@ -67,34 +67,38 @@ class LoadedModel:
 
 
 class Models:
-    """One Restorer per task, built on first use with the demo's weights lookup and options."""
+    """One Restorer per task, built on first use with the demo's weights lookup and `options`
+    (the page's: auto, official or bundled weights, images that do not fit go in tiles)."""
 
-    def __init__(self, device: str = 'auto', precision: str = 'auto', fast: bool = False,
-                 tile: Optional[int] = None, tile_overlap: int = DEFAULT_OVERLAP, weights: str = 'auto',
-                 root: str = REPO_ROOT, exact: bool = False, max_memory: Optional[float] = None):
-        if weights not in WEIGHT_CHOICES:
-            raise AppError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
-        if precision not in PRECISION_CHOICES:
-            raise AppError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
-        if tile is not None:
-            try:
-                check_tile_options(tile, tile_overlap)
-            except ValueError as err:
-                raise AppError(f'--tile {tile} --tile_overlap {tile_overlap}: {err}') from err
+    def __init__(self, options: InferenceOptions):
+        if options.weights not in WEIGHT_CHOICES:
+            raise AppError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {options.weights!r}")
         try:
-            self.device = resolve_device(device)
+            self.device = resolve_device(options.device)
         except RuntimeError as err:
             raise AppError(str(err)) from err
-        self.precision, self.fast, self.tile, self.tile_overlap = precision, fast, tile, tile_overlap
-        self.exact, self.max_memory = exact, max_memory
-        self.weights, self.root = weights, root
+        self.options = options
         self._loaded: Dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, **settings) -> 'Models':
+        """The page's models for settings named as InferenceOptions' fields (by default precision
+        auto, and tiles for images that do not fit); AppError for a setting the options refuse."""
+        try:
+            options = InferenceOptions(**{'precision': 'auto', 'auto_tile': True, **settings})
+        except UsageError as err:
+            raise AppError(str(err)) from err
+        return cls(options)
+
+    @property
+    def root(self) -> str:
+        return self.options.root
 
     def lookup(self, task: str) -> Tuple[str, str]:
         """(path, kind) of the task's weights; AppError with where to get them when missing."""
         try:
-            return resolve_weights(task, self.weights, self.root)
+            return resolve_weights(task, self.options.weights, self.root)
         except WeightsNotFoundError as err:
             raise AppError(str(err)) from err
 
@@ -117,10 +121,7 @@ class Models:
             if task not in self._loaded:
                 relay = ProgressRelay()
                 try:
-                    restorer, info = build_restorer(task, self.weights, self.device, self.precision, self.fast,
-                                                    exact=self.exact, tile=self.tile, tile_overlap=self.tile_overlap,
-                                                    auto_tile=True, max_memory_gb=self.max_memory, progress=relay,
-                                                    root=self.root)
+                    restorer, info = build_restorer(task, self.options, progress=relay)
                 except WeightsNotFoundError as err:  # the whole message: it says where to get them
                     raise AppError(str(err)) from err
                 except (RuntimeError, ValueError) as err:  # damaged or mismatched weights, fp16 on a CPU
@@ -195,7 +196,7 @@ def load_upload(path: Optional[str],
 
 
 def describe(stages: Sequence[LoadedModel], restorer: Union[Restorer, ChainRestorer], models: Models,
-             img: np.ndarray, bit_depth: int, seconds: float, notes: List[str]) -> str:
+             img: np.ndarray, bit_depth: int, seconds: float, notes: List[str], tiling: Tiling = Tiling()) -> str:
     """Markdown: the chain (several tasks), the weights of each task, the size, the time, tiling
     and conversion notes."""
     lines = [f'**{chain_label([s.task for s in stages])}**, one model after the other.'] if len(stages) > 1 else []
@@ -205,9 +206,9 @@ def describe(stages: Sequence[LoadedModel], restorer: Union[Restorer, ChainResto
                      + (f' ({BUNDLED_NOTE})' if loaded.kind == 'bundled' else '') + '.')
     lines += [f'{img.shape[1]}x{img.shape[0]} px, {bit_depth}-bit in, {16 if bit_depth >= 16 else 8}-bit PNG out; '
               f"restored in **{seconds:.2f} s** on {restorer.device} ({', '.join(s.mode for s in stages)})."]
-    if restorer.last_tile:
-        why = f': {restorer.last_tiling_reason}' if restorer.last_tiling_reason else ''
-        lines.append(f'Restored in overlapping {restorer.last_tile}-px tiles{why}.')
+    if tiling.tile:
+        why = f': {tiling.reason}' if tiling.reason else ''
+        lines.append(f'Restored in overlapping {tiling.tile}-px tiles{why}.')
     lines += [f'Note: {note}.' for note in notes]
     return '\n\n'.join(lines)
 
@@ -236,7 +237,8 @@ def restore(path: Optional[str], task: str, models: Models, out_dir: str,
         stage.progress.target = progress
     start = time.perf_counter()
     try:
-        restored = tensor_to_image(restorer(image_to_tensor(img)[None])[0])
+        restored, tiling = restorer.restore(image_to_tensor(img)[None])
+        restored = tensor_to_image(restored[0])
     except NonFiniteOutputError as err:
         raise AppError(str(err)) from err
     finally:
@@ -246,7 +248,7 @@ def restore(path: Optional[str], task: str, models: Models, out_dir: str,
     folder = os.path.join(out_dir, uuid.uuid4().hex)
     png = os.path.join(folder, output_name(path, '_'.join(tasks)))
     write_image(png, restored, bit_depth=16 if bit_depth >= 16 else 8)
-    info = describe(stages, restorer, models, img, bit_depth, seconds, notes)
+    info = describe(stages, restorer, models, img, bit_depth, seconds, notes, tiling)
     kinds = sorted({s.kind for s in stages})
     return Restoration(to_uint8(img), to_uint8(restored), png, info, bit_depth, seconds, ','.join(kinds))
 

@@ -53,7 +53,7 @@ def get_default_config() -> CN:
     # the config every checkpoint records. Moving them would need load_config to translate the old
     # keys in files and overrides, which yacs cannot (register_renamed_key only refuses the old
     # name), for a section name alone.
-    c.OPTIM.AMP = 'off'          # ours: off | bf16 | fp16 (fp16 uses a gradient scaler) | auto (bf16 where native)
+    c.OPTIM.AMP = 'off'          # ours: off (= fp32) | bf16 | fp16 (with a gradient scaler) | auto (bf16 where native)
     c.OPTIM.FUSED_ADAM = False   # ours: fused Adam kernel on CUDA
     c.OPTIM.CHANNELS_LAST = False  # ours
     c.OPTIM.COMPILE = False      # ours: torch.compile the model

@@ -36,15 +36,19 @@ __all__ = ['NonFiniteLossError', 'CheckpointWriteError', 'AMP_CHOICES', 'resolve
 
 AMP_DTYPES = {'off': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 AMP_CHOICES = ('auto', *AMP_DTYPES)
+# The inference precision names (utils.inference.options): fp32 is off under its other name.
+AMP_SYNONYMS = {'fp32': 'off'}
 
 
 def resolve_amp(choice: str, device: torch.device) -> str:
     """OPTIM.AMP as run: 'auto' is bf16 where the device computes it natively (a CUDA GPU with
     bf16, a CPU with AVX512-BF16 or AMX) and off elsewhere: on a CPU without them bf16 is
     emulated, and a compact-model training step measured 15x slower than fp32 (AVX2-only Zen 3,
-    MODEL_CARD.md). Any other choice is taken as it is."""
+    MODEL_CARD.md). fp32 (inference's name) is off; any other choice is taken as it is."""
+    choice = AMP_SYNONYMS.get(choice, choice)
     if choice not in AMP_CHOICES:
-        raise ConfigError(f"OPTIM.AMP must be one of {', '.join(AMP_CHOICES)}, got {choice!r}")
+        raise ConfigError(f"OPTIM.AMP must be one of {', '.join(AMP_CHOICES)}, got {choice!r} "
+                          f"(fp32 is another name for off)")
     if choice != 'auto':
         return choice
     return 'bf16' if has_native_bf16(device) else 'off'
@@ -234,7 +238,9 @@ class Trainer:
         `keep_images` (3, H, 3W) strips [input | restored | target] from this process.
         """
         # With OPTIM.EMA the average is what validates, and so what model_best.pth is chosen by.
-        restorer = Restorer(self.model if self.ema is None else self.ema.model, self.device)
+        model = self.model if self.ema is None else self.ema.model
+        model.eval()  # a Restorer never changes the model it is given; self.net.train() below undoes this
+        restorer = Restorer(model, self.device)
         total = torch.zeros(2, dtype=torch.float64, device=self.device)  # [sum of PSNR, count]
         strips: List[torch.Tensor] = []
         for target, input_, _ in loader:
