@@ -17,14 +17,7 @@ call instead of one call each; ``grad_checkpointing`` recomputes each
 channel-attention block's inner activations in the backward pass instead of
 storing them.
 
-Inference (``torch.no_grad`` or ``torch.inference_mode``) allocates less:
-residual sums and attention products are written into the temporary that
-holds their first operand (``add_into``, ``mul_into`` of utils/layers.py), and on the CPU the shared
-PReLU overwrites the convolution output it is given (``SharedPReLU``).
-These are the same float operations on the same operands in the same order,
-so every output is the same bit for bit (tests/test_inplace_inference.py);
-a channel-attention block then makes two feature maps instead of five. With
-autograd recording every operation is out of place, as in training.
+The file needs only torch: copy it on its own to use the network elsewhere.
 """
 from typing import Callable, Dict, List, Sequence
 
@@ -32,9 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from utils.layers import SharedPReLU, add_into, cat_tree, mul_into, split_tree
-
-__all__ = ['MPRNet', 'PRESETS', 'canonical_task', 'require_canonical']
+__all__ = ['MPRNet', 'PRESETS']
 
 # Widths of the released models; every preset has num_cab=8, kernel_size=3,
 # reduction=4, bias=False.
@@ -43,24 +34,6 @@ PRESETS: Dict[str, Dict[str, int]] = {
     'Deraining': dict(n_feat=40, scale_unetfeats=20, scale_orsnetfeats=16),
     'Denoising': dict(n_feat=80, scale_unetfeats=48, scale_orsnetfeats=32),
 }
-
-
-def canonical_task(name: str) -> str:
-    """'deblurring', 'DEBLURRING', 'Deblurring' -> 'Deblurring'; unknown names raise."""
-    for task in PRESETS:
-        if name.lower() == task.lower():
-            return task
-    raise ValueError(f"unknown task {name!r}: choose one of {', '.join(PRESETS)}")
-
-
-def require_canonical(task: str) -> str:
-    """`task` unchanged if it is a canonical name, else ValueError. Entry points (the command line's
-    task_type, torch.hub, build_model, resolve_weights) canonicalise once with canonical_task;
-    what they call passes that name on and only checks it."""
-    if task not in PRESETS:
-        raise ValueError(f"{task!r} is not a canonical task name ({', '.join(PRESETS)}): pass it through "
-                         'canonical_task at the entry point')
-    return task
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = False) -> nn.Conv2d:
@@ -81,12 +54,9 @@ class CALayer(nn.Module):
             nn.Sigmoid(),
         )
 
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """The per-channel attention sigmoid(W2 relu(W1 avgpool(x))), (N, C, 1, 1)."""
-        return self.conv_du(self.avg_pool(x))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)
+        attention = self.conv_du(self.avg_pool(x))
+        return x * attention
 
 
 class CAB(nn.Module):
@@ -104,10 +74,7 @@ class CAB(nn.Module):
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         res = self.body(x)
-        if torch.is_grad_enabled():
-            return self.CA(res) + x
-        # Inference: scale and add into the body's output, a temporary of this block's own.
-        return add_into(mul_into(res, self.CA.attention(res)), x)
+        return self.CA(res) + x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.checkpointed and torch.is_grad_enabled():
@@ -130,8 +97,9 @@ class SAM(nn.Module):
         self.conv3 = conv(3, n_feat, kernel_size, bias)
 
     def forward(self, x: torch.Tensor, x_img: torch.Tensor):
-        img = add_into(self.conv2(x), x_img)
-        return add_into(mul_into(self.conv1(x), torch.sigmoid(self.conv3(img))), x), img
+        img = self.conv2(x) + x_img
+        attention = torch.sigmoid(self.conv3(img))
+        return self.conv1(x) * attention + x, img
 
 
 class DownSample(nn.Module):
@@ -162,7 +130,21 @@ class SkipUpSample(UpSample):
     """UpSample(x) + skip: the decoder's way up one level."""
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return add_into(self.up(x), skip)
+        return self.up(x) + skip
+
+
+def _cat_tree(items: Sequence, dim: int = 0):
+    """Concatenate matching tensors of several equally structured (nested list/tuple) items."""
+    if isinstance(items[0], torch.Tensor):
+        return torch.cat(list(items), dim)
+    return type(items[0])(_cat_tree(group, dim) for group in zip(*items))
+
+
+def _split_tree(tree, parts: int, dim: int = 0) -> list:
+    """Inverse of _cat_tree: one nested structure -> `parts` structures."""
+    if isinstance(tree, torch.Tensor):
+        return list(tree.chunk(parts, dim))
+    return [type(tree)(branch) for branch in zip(*(_split_tree(t, parts, dim) for t in tree))]
 
 
 def _cab_level(channels: int, kernel_size: int, reduction: int, bias: bool, act: nn.Module, n: int = 2):
@@ -198,8 +180,8 @@ class Encoder(nn.Module):
         for i, (level, down) in enumerate(levels):
             enc = level(x)
             if fuse:
-                enc = add_into(add_into(enc, getattr(self, f'csff_enc{i + 1}')(encoder_outs[i])),
-                           getattr(self, f'csff_dec{i + 1}')(decoder_outs[i]))
+                enc = (enc + getattr(self, f'csff_enc{i + 1}')(encoder_outs[i])
+                       + getattr(self, f'csff_dec{i + 1}')(decoder_outs[i]))
             outs.append(enc)
             if down is not None:
                 x = down(enc)
@@ -238,7 +220,7 @@ class ORB(nn.Module):
         self.body = nn.Sequential(*blocks, conv(n_feat, n_feat, kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return add_into(self.body(x), x)
+        return self.body(x) + x
 
 
 class ORSNet(nn.Module):
@@ -264,13 +246,11 @@ class ORSNet(nn.Module):
 
     def forward(self, x, encoder_outs, decoder_outs):
         x = self.orb1(x)
-        x = add_into(add_into(x, self.conv_enc1(encoder_outs[0])), self.conv_dec1(decoder_outs[0]))
+        x = x + self.conv_enc1(encoder_outs[0]) + self.conv_dec1(decoder_outs[0])
         x = self.orb2(x)
-        x = add_into(add_into(x, self.conv_enc2(self.up_enc1(encoder_outs[1]))),
-                 self.conv_dec2(self.up_dec1(decoder_outs[1])))
+        x = x + self.conv_enc2(self.up_enc1(encoder_outs[1])) + self.conv_dec2(self.up_dec1(decoder_outs[1]))
         x = self.orb3(x)
-        x = add_into(add_into(x, self.conv_enc3(self.up_enc2(encoder_outs[2]))),
-                 self.conv_dec3(self.up_dec2(decoder_outs[2])))
+        x = x + self.conv_enc3(self.up_enc2(encoder_outs[2])) + self.conv_dec3(self.up_dec2(decoder_outs[2]))
         return x
 
 
@@ -288,7 +268,7 @@ class MPRNet(nn.Module):
                            scale_orsnetfeats=scale_orsnetfeats, num_cab=num_cab, kernel_size=kernel_size,
                            reduction=reduction, bias=bias)
         self.batch_patches = batch_patches
-        act = SharedPReLU()  # one slope for the whole network
+        act = nn.PReLU()  # one slope, shared by every channel-attention block (as published)
         # The published code hard-wires 3 image channels here (in_c/out_c are unused there too).
         self.shallow_feat1 = nn.Sequential(conv(3, n_feat, kernel_size, bias),
                                            CAB(n_feat, kernel_size, reduction, bias, act))
@@ -312,7 +292,7 @@ class MPRNet(nn.Module):
     @classmethod
     def for_task(cls, task: str, **overrides) -> 'MPRNet':
         """The released architecture of 'Deblurring', 'Deraining' or 'Denoising'."""
-        return cls(**{**PRESETS[canonical_task(task)], **overrides})
+        return cls(**{**PRESETS[task], **overrides})
 
     def preset_name(self):
         """Name of the preset this model's widths match, or None for a custom model."""
@@ -334,7 +314,7 @@ class MPRNet(nn.Module):
         """fn(*args) for every args tuple in `pieces`; one batched call when batch_patches is set."""
         if not self.batch_patches or len(pieces) == 1:
             return [fn(*args) for args in pieces]
-        return split_tree(fn(*cat_tree(pieces)), len(pieces))
+        return _split_tree(fn(*_cat_tree(pieces)), len(pieces))
 
     def _stage2_encode(self, x_img, sam_feats, enc_prev, dec_prev):
         x = self.concat12(torch.cat([self.shallow_feat2(x_img), sam_feats], 1))
@@ -366,4 +346,4 @@ class MPRNet(nn.Module):
         # Stage 3: the whole image at full resolution.
         x3 = self.concat23(torch.cat([self.shallow_feat3(x3_img), x3_samfeats], 1))
         x3 = self.stage3_orsnet(x3, feat2, res2)
-        return [add_into(self.tail(x3), x3_img), stage2_img, stage1_img]
+        return [self.tail(x3) + x3_img, stage2_img, stage1_img]

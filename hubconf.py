@@ -40,7 +40,8 @@ def mprnet(task: str = 'Deblurring', weights: Optional[str] = 'auto', root: Opti
     """
     # Deliberately lazy: torch.hub imports this file and then checks `dependencies`; imports at
     # module level would fail with an ImportError before torch.hub could name what is missing.
-    from MPRNet import PRESETS, MPRNet, canonical_task
+    from MPRNet import PRESETS, MPRNet
+    from utils.tasks import canonical_task
     from utils.files.checkpoint import build_model
     from utils.files.weights import resolve_weights
 

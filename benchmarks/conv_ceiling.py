@@ -3,8 +3,9 @@
 MPRNet on a CPU spends nearly all its time in convolutions. This script
 measures, in one process and for one preset and image size:
 
-- the published-order fp32 forward (the benchmarks' baseline), the exact
-  path, the fp32 fast path and bf16 autocast + fast path (the demo's `auto`
+- the published-order fp32 forward (the benchmarks' baseline; MPRNet.py's
+  forward is the published one), the exact path (the same forward through
+  a second copy), the fp32 fast path and bf16 autocast + fast path (the demo's `auto`
   on CPUs with native bf16): median wall time;
 - for the fast fp32 and bf16 paths, the time inside convolution kernels
   (torch.profiler: aten::mkldnn_convolution and aten::_slow_conv2d_forward)
@@ -31,7 +32,6 @@ sys.path.insert(0, ROOT)
 from MPRNet import MPRNet  # noqa: E402
 from benchmarks.common import cpu_name, cpu_precision_description, timed_ms  # noqa: E402
 from utils.inference.cli import size_type, task_type  # noqa: E402
-from benchmarks.published_reference import PublishedOrderMPRNet  # noqa: E402
 from utils.allocator import keep_freed_memory  # noqa: E402
 from utils.inference.restorer import Restorer  # noqa: E402
 
@@ -57,7 +57,7 @@ def measure(task: str, height: int, width: int, repeats: int) -> Dict[str, float
     cpu = torch.device('cpu')
     # All four through a Restorer (pad, forward, crop, clamp), as infer_speed.py times them; each on
     # its own copy, since the fast path switches its model to channels-last and batched patches.
-    paths = {'published': Restorer(PublishedOrderMPRNet.like(model), cpu),
+    paths = {'published': Restorer(copy.deepcopy(model), cpu),  # MPRNet.py's forward is the published one
              'exact': Restorer(copy.deepcopy(model), cpu),
              'fp32 fast': Restorer(copy.deepcopy(model), cpu, fast=True),
              'bf16 fast': Restorer(copy.deepcopy(model), cpu, precision='bf16', fast=True)}

@@ -9,8 +9,8 @@ weights. A row reports the median of repeated timed calls after warm-up
 path (max absolute difference and PSNR). The table is printed last and
 written as markdown with --out.
 
-On the CPU, `published` (benchmarks/published_reference.py: the published
-order of operations and allocations) and `exact-system-malloc` run each in a
+On the CPU, `published` (MPRNet.py's plain forward: the published order of
+operations and allocations) and `exact-system-malloc` run each in a
 fresh process of their own with MPRNET_ALLOCATOR=system, i.e. glibc's default malloc as
 the published code gets it; the other rows run in this process after
 utils.allocator.keep_freed_memory(), as the project's entry points do.
@@ -52,7 +52,6 @@ from utils.padding import pad_to_multiple  # noqa: E402
 from benchmarks.common import (GIB, cpu_precision_description, device_description, fmt,  # noqa: E402
                                print_report, require_positive, timed_ms)
 from utils.inference.cli import size_type, task_type  # noqa: E402
-from benchmarks.published_reference import PublishedOrderMPRNet  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,7 @@ class Variant:
 
     `precision` 'auto' is the demo's choice (utils.inference.restorer.choose_precision): bf16 autocast
     where the device runs it natively (a GPU with bf16, a CPU with avx512_bf16 or amx_bf16),
-    else fp32. `published_order` runs the published code's order of operations
-    (PublishedOrderMPRNet). `system_malloc` rows run, on the CPU, in a fresh process each under
+    else fp32. `system_malloc` rows run, on the CPU, in a fresh process each under
     glibc's default allocator.
     """
     name: str            # command-line name
@@ -71,14 +69,13 @@ class Variant:
     fast: bool           # Restorer(fast=True): batched patches + channels-last + cudnn.benchmark
     batch_patches: bool  # stage-1 quadrants / stage-2 halves as one batched call
     about: str
-    published_order: bool = False
     system_malloc: bool = False
 
 
 VARIANTS = [
     Variant('published', 'published', 'fp32', False, False,
-            'the published code\'s order of operations and allocations (benchmarks/published_reference.py), '
-            'fp32, contiguous; on CPU with glibc\'s default malloc', published_order=True, system_malloc=True),
+            'the published code\'s order of operations and allocations (MPRNet.py\'s plain forward), '
+            'fp32, contiguous; on CPU with glibc\'s default malloc', system_malloc=True),
     Variant('exact-system-malloc', 'exact (default allocator)', 'fp32', False, False,
             'the exact path (Restorer defaults) in the same process as published: glibc\'s default malloc',
             system_malloc=True),
@@ -290,7 +287,7 @@ def measure(variant: Variant, task: str, model: MPRNet, x: torch.Tensor, device:
     result = Measured()
     # PyTorch's defaults (TF32 convolutions, no autotuning) for everything but the fast rows.
     torch.backends.cudnn.benchmark = False
-    model = PublishedOrderMPRNet.like(model) if variant.published_order else copy.deepcopy(model)
+    model = copy.deepcopy(model)
     model.batch_patches = variant.batch_patches
     x = x.to(device)
     try:

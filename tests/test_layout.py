@@ -144,5 +144,5 @@ def git_ignores(path: str) -> bool:
 
 
 def test_the_path_check_finds_a_stale_path():
-    text = 'see utils/layers.py and `utils/inference/cli.py`; https://x.org/utils/a.py is not ours'
-    assert list(named_paths(text, python=False)) == ['utils/layers.py', 'utils/inference/cli.py']
+    text = 'see utils/padding.py and `utils/inference/cli.py`; https://x.org/utils/a.py is not ours'
+    assert list(named_paths(text, python=False)) == ['utils/padding.py', 'utils/inference/cli.py']

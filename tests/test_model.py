@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from MPRNet import MPRNet, PRESETS, canonical_task
+from MPRNet import MPRNet, PRESETS
+from utils.tasks import canonical_task
 from utils.files.checkpoint import CheckpointMismatchError, build_model, load_weights, save_atomic
 from utils.padding import crop_to, pad_to_multiple
 

@@ -32,5 +32,5 @@ imports from one later in that order (tests/test_layout.py parses every module's
 Leaf modules at the root, importable by every package and importing none of them:
     padding (to a multiple of 8 and back), allocator (glibc malloc settings), device (which
     device, what the CPU computes natively), errors (``ConfigError``, without yacs, so that
-    losses.py can raise it), layers (the in-place inference layers MPRNet.py is built with).
+    losses.py can raise it), tasks (task names: ``canonical_task``, ``require_canonical``).
 """

@@ -20,7 +20,8 @@ from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple
 import torch
 import yaml
 
-from MPRNet import MPRNet, PRESETS, canonical_task
+from MPRNet import MPRNet, PRESETS
+from utils.tasks import canonical_task
 from utils.files.atomic import write_atomically
 
 __all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'CheckpointReadError', 'load_checkpoint_file', 'extract_state_dict',

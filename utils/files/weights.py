@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from MPRNet import MPRNet, canonical_task, require_canonical
+from MPRNet import MPRNet
+from utils.tasks import canonical_task, require_canonical
 from utils.files.atomic import write_atomically
 from utils.files.checkpoint import (OFFICIAL_WEIGHTS_URL, check_model_config, check_task, load_checkpoint_file,
                               load_weights, safetensors_bytes, save_atomic)

@@ -9,7 +9,7 @@ from typing import Sequence, Tuple
 
 import torch
 
-from MPRNet import canonical_task
+from utils.tasks import canonical_task
 from utils.inference.restorer import Restored, Restorer
 
 __all__ = ['parse_task_chain', 'chain_label', 'ChainRestorer']

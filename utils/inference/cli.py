@@ -19,7 +19,8 @@ import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from MPRNet import PRESETS, canonical_task
+from MPRNet import PRESETS
+from utils.tasks import canonical_task
 from utils.allocator import keep_freed_memory
 from utils.files.image_io import IMAGE_EXTENSIONS
 from utils.inference.loading import DEFAULT_CPU_MEMORY_GB, RunInfo, build_restorer

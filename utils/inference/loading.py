@@ -9,7 +9,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from MPRNet import require_canonical
+from utils.tasks import require_canonical
 from utils.device import resolve_device
 from utils.files.checkpoint import build_model
 from utils.files.weights import resolve_weights

@@ -13,7 +13,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from MPRNet import PRESETS, require_canonical
+from MPRNet import PRESETS
+from utils.tasks import require_canonical
 from utils.device import resolve_device
 from utils.files.image_header import open_header
 from utils.files.image_io import (IMAGE_EXTENSIONS, ImageTooLargeError, image_to_tensor, read_image, tensor_to_image,

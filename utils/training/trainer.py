@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from dataset_RGB import MixUp
 from losses import MultiStageLoss
-from MPRNet import MPRNet, PRESETS, canonical_task
+from MPRNet import MPRNet, PRESETS
+from utils.tasks import canonical_task
 from utils.device import has_native_bf16
 from utils.errors import ConfigError
 from utils.evaluation.tensor_psnr import psnr_per_image
