@@ -62,3 +62,17 @@ def png_header_only(width: int, height: int, chunks_after_idat: bytes = b'') -> 
 def torch_device(name: Optional[str] = None) -> torch.device:
     """The device of the model, restorer and fast-path tests: TORCH_DEVICE (default cpu)."""
     return torch.device(name or os.environ.get('TORCH_DEVICE') or 'cpu')
+
+
+def interrupt_training_in_epoch(monkeypatch, epoch: int) -> None:
+    """Make Trainer.train_step raise KeyboardInterrupt at the first step of `epoch` (a run
+    stopped by Ctrl-C part-way through it); monkeypatch.undo() restores the real step."""
+    from utils.training.trainer import Trainer
+    real_step = Trainer.train_step
+
+    def interrupted(self, target, input_, at_epoch, step):
+        if at_epoch == epoch:
+            raise KeyboardInterrupt
+        return real_step(self, target, input_, at_epoch, step)
+
+    monkeypatch.setattr(Trainer, 'train_step', interrupted)

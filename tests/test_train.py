@@ -20,10 +20,10 @@ from utils.training.distributed import DistInfo
 from utils.evaluation.tensor_psnr import psnr_per_image
 from utils.training.datasets import build_dataloaders
 from utils.training.loop import fit, is_validation_epoch, validation_steps
-from utils.training.trainer import NonFiniteLossError, Trainer, model_kwargs_from_config
+from utils.training.trainer import NonFiniteLossError, model_kwargs_from_config
 from utils.training.seeding import capture_rng_state, restore_rng_state, seed_everything
 from utils.files.image_io import image_to_tensor, list_images, read_image, write_image
-from helpers import TINY, tiny_keys
+from helpers import TINY, interrupt_training_in_epoch, tiny_keys
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -209,14 +209,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(data_root, tmp_path, monkey
     assert not torch.are_deterministic_algorithms_enabled(), 'fit restores the global setting'
 
     cfg = make_cfg(data_root, tmp_path, 'MODEL.SESSION', 'killed', *extra, mode='Denoising')
-    real_step = Trainer.train_step
-
-    def killed_in_epoch_3(self, target, input_, epoch, step):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return real_step(self, target, input_, epoch, step)
-
-    monkeypatch.setattr(Trainer, 'train_step', killed_in_epoch_3)
+    interrupt_training_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, 'cpu')
     monkeypatch.undo()

@@ -23,7 +23,7 @@ from utils.training.ema import WeightAverage
 from utils.training.loop import fit
 from utils.training.seeding import seed_everything
 from utils.training.trainer import Trainer
-from helpers import TINY
+from helpers import TINY, interrupt_training_in_epoch
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
@@ -140,14 +140,7 @@ def test_ema_validates_is_saved_and_resumes_exactly(data_root, tmp_path, monkeyp
     assert psnr_of(best['state_dict']) == pytest.approx(best['best_psnr'], abs=1e-4)
     assert abs(psnr_of(best['train_state_dict']) - best['best_psnr']) > 1e-3, 'the average is another model'
 
-    real_step = Trainer.train_step
-
-    def killed_in_epoch_3(self, target, input_, epoch, step):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return real_step(self, target, input_, epoch, step)
-
-    monkeypatch.setattr(Trainer, 'train_step', killed_in_epoch_3)
+    interrupt_training_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         fit(make_cfg(data_root, tmp_path, 'MODEL.SESSION', 'killed', *extra), 'cpu')
     monkeypatch.undo()
