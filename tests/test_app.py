@@ -129,6 +129,7 @@ def test_missing_weights_name_the_file_to_get(tmp_path):
     assert status[0].startswith('Deblurring: bundled weights') and 'unavailable' in status[2]
 
 
+@pytest.mark.slow
 def test_tiles_report_progress(tmp_path, root):
     models = uploads.Models.from_settings(device='cpu', root=root, tile=16, tile_overlap=8)
     src = write_test_image(tmp_path / 'wide.png', rgb8(30, 50))
@@ -140,6 +141,7 @@ def test_tiles_report_progress(tmp_path, root):
     assert 'overlapping 16-px tiles' in result.info
 
 
+@pytest.mark.slow
 def test_exact_and_max_memory_reach_the_model(tmp_path, root):
     exact = uploads.Models.from_settings(device='cpu', root=root, precision='exact').get('Deblurring')
     assert exact.mode == 'exact' and exact.restorer.dtype is None and not exact.restorer.fast

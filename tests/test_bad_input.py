@@ -227,6 +227,7 @@ def test_demo_exits_1_naming_the_image_with_non_finite_output(tmp_path, tiny_wei
 # ---------------------------------------------------------------- 11: one pixel limit
 
 
+@pytest.mark.slow
 def test_the_demo_refuses_a_huge_header_before_decoding(tmp_path, tiny_weights, capsys):
     folder = tmp_path / 'in'
     folder.mkdir()

@@ -60,6 +60,7 @@ def test_demo_lookup_uses_the_official_file_when_present_else_the_bundled_one(ta
 
 
 @pytest.mark.parametrize('task', list(PRESETS))
+@pytest.mark.slow
 def test_bundled_model_restores_its_sample(task):
     make_samples = load_make_samples()
     name, margin = MARGINS[task]

@@ -14,6 +14,7 @@ def tiny_checkpoint(path, tiny_model, **extra):
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_for_another_task_is_refused(tmp_path, tiny_model):
     training = tiny_checkpoint(tmp_path / 'run.pth', tiny_model, config="MODEL:\n  MODE: 'Deraining'\n")
     release = tiny_checkpoint(tmp_path / 'release.pth', tiny_model, task='Denoising')
@@ -173,6 +174,7 @@ def test_bundling_refuses_what_would_not_load_and_leaves_no_file(tmp_path, tiny_
     assert build_model('Deraining', str(out)).config == tiny_model.config
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_mid_save_keeps_the_previous_checkpoint(tmp_path):
     import subprocess
     import sys

@@ -76,6 +76,7 @@ def which_transform(patch_idx, width, ps):
 
 # ---------------------------------------------------------------- training patches
 
+@pytest.mark.slow
 def test_pair_gets_the_same_crop_and_transform_and_all_8_modes_occur(tmp_path):
     h, w, ps = 20, 26, 8
     make_index_pair(tmp_path, 'scene', h, w)

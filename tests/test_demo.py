@@ -62,6 +62,7 @@ def test_result_is_the_restorers_output(tmp_path, weights, tiny_model):
     assert np.abs(result.astype(np.float32) - np.round(expected * 255)).max() <= 1
 
 
+@pytest.mark.slow
 def test_a_broken_file_is_named_and_the_others_written(inputs, tmp_path, weights, capsys):
     (inputs / 'broken.png').write_bytes(b'\x89PNG this is not really a png')
     out = tmp_path / 'out'
@@ -192,6 +193,7 @@ def test_a_selection_of_links_into_the_result_folder_is_never_replaced(tmp_path,
     assert sorted(os.listdir(out)) == ['best.png']
 
 
+@pytest.mark.slow
 def test_a_result_that_appears_after_planning_is_kept(tmp_path, weights, capsys, monkeypatch):
     # A second demo into the same folder writes b.png while this one loads its model.
     folder, out = tmp_path / 'in', tmp_path / 'out'

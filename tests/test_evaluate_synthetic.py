@@ -5,6 +5,7 @@ import os
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +27,7 @@ def test_evenly_spaced_keeps_both_ends_and_the_order():
     assert es(names, None) == names and es(names, 20) == names
 
 
+@pytest.mark.slow
 def test_learning_curve_rows_for_each_checkpoint(tmp_path, tiny_model, tiny_config, capsys):
     es = load_script()
     rng = np.random.default_rng(0)

@@ -138,6 +138,7 @@ def test_exact_restorer_is_pad_model_crop_clamp(tiny_model, device):
     assert torch.equal(result, expected)
 
 
+@pytest.mark.slow
 def test_fast_restorer_leaves_a_separate_exact_model_alone(tiny_model, device):
     tiny_model.to(device)
     x = natural_batch(22, 29, device)

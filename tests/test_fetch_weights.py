@@ -95,6 +95,7 @@ def test_downloads_verifies_and_records_every_task(tmp_path, script, drive, caps
     ('no network', 'cannot download model_deblurring.pth from Google Drive (Failed to establish'),
     ('empty', 'empty file'),
 ])
+@pytest.mark.slow
 def test_what_cannot_be_kept_is_named_exit_2_and_leaves_nothing(tmp_path, script, drive, capsys, kind, words):
     good = released('Deblurring')
     drive.files['Deblurring'] = {

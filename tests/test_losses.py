@@ -180,6 +180,7 @@ def run_without_yacs_and_yaml(code: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_losses_import_without_yacs_and_yaml():
     """losses.py needs torch only: its OPTIM.LOSS check raises ConfigError with the same words."""
     done = run_without_yacs_and_yaml(

@@ -185,6 +185,7 @@ def test_pyproject_declares_every_third_party_import():
     assert undeclared_imports(ROOT, declared(load_project())) == []
 
 
+@pytest.mark.slow
 def test_pyproject_declares_nothing_the_code_does_not_import():
     assert unused_declarations(ROOT, declared(load_project())) == []
 

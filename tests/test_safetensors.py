@@ -64,6 +64,7 @@ def test_the_file_is_safetensors_with_the_task_and_configuration_in_its_metadata
     assert is_safetensors(release)
 
 
+@pytest.mark.slow
 def test_it_restores_exactly_what_the_pth_release_restores(release, training_checkpoint, tmp_path):
     pth = tmp_path / 'tiny.pth'
     bundle_script()(['--task', 'Deraining', '--checkpoint', training_checkpoint, '--out', str(pth)])
@@ -90,6 +91,7 @@ def test_loaders_refuse_it_as_they_refuse_a_pth(release, tmp_path, tiny_model):
         build_model('Deraining', str(tmp_path / 'nan.safetensors'))
 
 
+@pytest.mark.slow
 def test_every_loader_accepts_it(release, tmp_path, capsys):
     reference = build_model('Deraining', release)
     # torch.hub

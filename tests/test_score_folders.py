@@ -72,6 +72,7 @@ def test_missing_and_extra_files_are_named(folders, capsys):
     assert code == 2 and 'target folder not found' in err
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_it(folders):
     run = subprocess.run([sys.executable, '-m', 'utils.evaluation.scoring', '--restored', str(folders / 'restored'),
                           '--target', str(folders / 'target'), '--workers', '2'],

@@ -29,6 +29,7 @@ def loader():
 
 
 @pytest.mark.parametrize('task', TASKS)
+@pytest.mark.slow
 def test_spandrel_loads_the_bundled_file_and_gives_our_output(task, loader, one_torch_thread):
     path = bundled_path(task)
     descriptor = loader.load_from_file(path)
@@ -52,6 +53,7 @@ def test_spandrel_loads_the_bundled_file_and_gives_our_output(task, loader, one_
     assert (ours_restored - theirs_restored).abs().max().item() == 0.0
 
 
+@pytest.mark.slow
 def test_spandrel_pads_an_odd_size_as_we_do(loader, one_torch_thread):
     """93x122 is no multiple of 8: both reflect-pad at the bottom and right (to 96x128), run, crop
     back and clamp, so the restored images are equal there too, not only on the network's sizes."""
@@ -65,6 +67,7 @@ def test_spandrel_pads_an_odd_size_as_we_do(loader, one_torch_thread):
     assert (ours - theirs).abs().max().item() == 0.0
 
 
+@pytest.mark.slow
 def test_spandrel_loads_our_safetensors_file_and_gives_our_output(loader, tmp_path, one_torch_thread):
     """The bundled Deraining weights written by bundle_checkpoint as .safetensors: spandrel reads the
     file by its own safetensors path and restores exactly what our loader's model restores."""

@@ -419,6 +419,7 @@ def test_the_newest_cached_package_is_used(tmp_path):
     assert pp._cached_deb('mate-backgrounds', str(tmp_path)) == str(tmp_path / 'mate-backgrounds_1.10-1_all.deb')
 
 
+@pytest.mark.slow
 def test_every_source_failing_is_exit_1(tmp_path, monkeypatch):
     import subprocess
     import sys

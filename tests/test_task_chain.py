@@ -55,6 +55,7 @@ def test_task_chains_are_parsed_in_order_each_task_once():
 
 
 @pytest.mark.parametrize('tile', [None, 16])
+@pytest.mark.slow
 def test_a_chain_equals_the_tasks_run_one_after_the_other_through_files(tmp_path, photos, weights, tile, capsys):
     common = ['--device', 'cpu', '--exact'] + (['--tile', str(tile), '--tile_overlap', '8'] if tile else [])
     first, second, chained = tmp_path / 'denoised', tmp_path / 'then_deblurred', tmp_path / 'chained'

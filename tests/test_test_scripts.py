@@ -106,6 +106,7 @@ def test_deblurring_test_restores_every_image_at_its_own_size(gopro, tiny):
         assert np.abs(out.astype(float) - expected).max() <= 1
 
 
+@pytest.mark.slow
 def test_batching_same_size_images_gives_the_same_results(gopro, tiny):
     root, _ = gopro
     script = load_script('Deblurring/test.py')
@@ -118,6 +119,7 @@ def test_batching_same_size_images_gives_the_same_results(gopro, tiny):
         assert np.abs(one - four).max() <= 1
 
 
+@pytest.mark.slow
 def test_half_precision_and_fast_path_run_on_cpu(gopro, tiny):
     root, images = gopro
     script = load_script('Deblurring/test.py')
@@ -140,6 +142,7 @@ def test_cuda_without_a_gpu_is_an_error_not_a_silent_cpu_run(gopro, tiny):
                      '--result_dir', str(root / 'res'), '--weights', tiny[0]])
 
 
+@pytest.mark.slow
 def test_existing_results_are_not_overwritten_without_the_flag(gopro, tiny):
     root, _ = gopro
     script = load_script('Deblurring/test.py')
@@ -431,6 +434,7 @@ def test_sidd_overwrite_that_fails_keeps_the_previous_result(tmp_path, tiny, cap
     assert mat_path.read_bytes() == before and os.listdir(mat_path.parent) == ['Idenoised.mat']
 
 
+@pytest.mark.slow
 def test_dnd_overwrite_that_fails_keeps_the_previous_submission(tmp_path, tiny, monkeypatch):
     from utils.inference.cli import run_main
     make_fake_dnd(tmp_path / 'DND', [np.full((16, 16, 3), 0.5, np.float32)], [[[1, 1, 16, 16]]])

@@ -237,6 +237,7 @@ def test_kill_and_resume_equals_an_uninterrupted_run(data_root, tmp_path, monkey
         cpu_before + sum(h['cpu_seconds'] for h in resumed['history']), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_init_weights_fine_tunes_from_a_file_with_a_fresh_optimizer_and_schedule(data_root, tmp_path, tiny_config):
     first = fit(make_cfg(data_root, tmp_path, 'MODEL.SESSION', 'first', 'OPTIM.NUM_EPOCHS', 1), 'cpu')
     start = os.path.join(first['model_dir'], 'model_latest.pth')
@@ -262,6 +263,7 @@ def test_init_weights_fine_tunes_from_a_file_with_a_fresh_optimizer_and_schedule
         fit(wider, 'cpu')
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_good_checkpoint(data_root, tmp_path, monkeypatch):
     real_forward = MultiStageLoss.forward
     calls = []

@@ -315,6 +315,7 @@ def test_a_fresh_run_over_a_session_without_latest_is_refused(finished, capsys):
     assert contents(session_dir(finished)) == before
 
 
+@pytest.mark.slow
 def test_resume_true_without_latest_names_the_checkpoints_there(finished, capsys):
     os.remove(session_dir(finished) / 'model_latest.pth')
     err = one_line_exit(capsys, argv(finished, 'TRAINING.RESUME', 'True'), 2)
@@ -330,6 +331,7 @@ def test_resume_of_another_run_into_an_occupied_session_is_refused(finished, cap
     assert contents(session_dir(finished)) == before
 
 
+@pytest.mark.slow
 def test_resume_of_the_sessions_own_checkpoint_and_into_an_empty_session_work(finished, capsys):
     own = session_dir(finished) / 'model_epoch_1.pth'
     load_train_script().main(['--resume', str(own)] + argv(finished, 'OPTIM.NUM_EPOCHS', 2))
@@ -423,6 +425,7 @@ def test_a_pair_over_the_pixel_limit_is_found_by_the_start_up_scan(root, capsys,
     assert '--max_megapixels' not in err
 
 
+@pytest.mark.slow
 def test_a_patch_larger_than_every_training_image_gets_a_note(root, capsys):
     # The 32x32 pairs cannot hold a 48-px patch: every patch is partly reflect-padding.
     load_train_script().main(argv(root, 'TRAINING.TRAIN_PS', 48))

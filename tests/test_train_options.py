@@ -49,6 +49,7 @@ def trainer_for(data_root, tmp_path, *extra):
 
 
 @pytest.mark.parametrize('n, accum', [(8, 4), (7, 4)])
+@pytest.mark.slow
 def test_micro_batches_give_the_gradient_of_the_whole_batch(data_root, tmp_path, n, accum):
     # 7 in 4 micro-batches is 2 + 2 + 2 + 1: each share weighted by its size, not 1/4.
     trainer = trainer_for(data_root, tmp_path, 'OPTIM.ACCUM_STEPS', accum)
@@ -79,6 +80,7 @@ def test_only_the_last_micro_batch_synchronises_under_ddp(data_root, tmp_path):
     assert trainer.ddp.unsynced == 3, '4 micro-batches: the first 3 skip the all-reduce, the last one syncs'
 
 
+@pytest.mark.slow
 def test_clip_grad_scales_the_gradient_to_the_maximum_norm(data_root, tmp_path):
     trainer = trainer_for(data_root, tmp_path, 'OPTIM.CLIP_GRAD', 1e-3)
     target, input_ = batch(4)
@@ -155,6 +157,7 @@ def test_ema_validates_is_saved_and_resumes_exactly(data_root, tmp_path, monkeyp
             assert torch.equal(value, final[1][part][key]), (part, key)
 
 
+@pytest.mark.slow
 def test_resume_notes_when_the_average_is_started_or_dropped(data_root, tmp_path):
     plain = fit(make_cfg(data_root, tmp_path, 'MODEL.SESSION', 'plain', 'OPTIM.NUM_EPOCHS', 1), 'cpu')
     latest = os.path.join(plain['model_dir'], 'model_latest.pth')
