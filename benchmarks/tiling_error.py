@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 from benchmarks.tiling_measure import LiveTensorPeak, smooth_image  # noqa: E402  (shared with tests/test_tiling.py)
 from MPRNet import MPRNet  # noqa: E402
 from utils.inference.cli import task_type  # noqa: E402
-from utils.inference.restorer import Restorer  # noqa: E402
+from utils.inference.restorer import Restorer, TilePlan  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     with LiveTensorPeak() as whole_mem:
         whole = Restorer(model)(x)
     with LiveTensorPeak() as tiled_mem:
-        tiled = Restorer(model, tile=args.tile, tile_overlap=args.tile_overlap)(x)
+        tiled = Restorer(model, tiles=TilePlan(args.tile, args.tile_overlap))(x)
     framed = Restorer(model)(F.pad(x, (8, 8, 8, 8), mode='reflect'))[..., 8:-8, 8:-8]
     d, f = (tiled - whole).abs(), (framed - whole).abs()
     print(f'{args.task} {args.size}x{args.size}, tiles {args.tile} overlap {args.tile_overlap}: '

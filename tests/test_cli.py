@@ -13,7 +13,7 @@ from utils import device as device_probe
 from utils.inference.cli import (EXIT_INTERRUPTED, EXIT_NOTHING_RUN, EXIT_OK, EXIT_SOME_FAILED, UsageError, run_main,
                                  size_type)
 from utils.files.image_io import write_image
-from utils.inference.restorer import Restorer, choose_precision
+from utils.inference.restorer import Restorer, TilePlan, choose_precision
 from helpers import png_header_only, run_demo
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -140,13 +140,13 @@ def test_auto_precision_follows_the_cpu_and_fp16_on_cpu_is_refused(monkeypatch):
 
 def test_memory_budget_tiles_and_reports_progress(tiny_model):
     seen = []
-    restorer = Restorer(tiny_model, auto_tile=True, memory_budget=1, progress=lambda d, t, _: seen.append((d, t)))
+    restorer = Restorer(tiny_model, tiles=TilePlan(auto=True, memory_budget=1), progress=lambda d, t, _: seen.append((d, t)))
     out, tiling = restorer.restore(torch.rand(1, 3, 200, 136))
     assert out.shape == (1, 3, 200, 136)
     assert tiling.tile == 64 and 'memory budget' in tiling.reason
     total = seen[-1][1]
     assert seen == [(d, total) for d in range(1, total + 1)] and total > 1
-    whole = Restorer(tiny_model, auto_tile=True, memory_budget=2 ** 40)
+    whole = Restorer(tiny_model, tiles=TilePlan(auto=True, memory_budget=2 ** 40))
     assert whole.restore(torch.rand(1, 3, 64, 64)).tiling.tile is None
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 import demo
 from MPRNet import MPRNet
 from utils.files.checkpoint import OFFICIAL_WEIGHTS_URL
-from utils.inference.restorer import Restorer
+from utils.inference.restorer import Restorer, TilePlan
 from utils.files.weights import WeightsNotFoundError, resolve_weights
 from helpers import rgb8, run_demo, save_weights, write_test_image
 
@@ -58,7 +58,7 @@ def test_result_is_the_restorers_output(tmp_path, weights, tiny_model):
                     '--tile', 24, '--tile_overlap', 8, '--exact') == 0
     result = cv2.cvtColor(cv2.imread(str(tmp_path / 'out' / 'one.png')), cv2.COLOR_BGR2RGB)
     x = torch.from_numpy(cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB)).permute(2, 0, 1)[None] / 255.0
-    expected = Restorer(tiny_model, tile=24, tile_overlap=8)(x.float())[0].permute(1, 2, 0).numpy()
+    expected = Restorer(tiny_model, tiles=TilePlan(24, 8))(x.float())[0].permute(1, 2, 0).numpy()
     assert np.abs(result.astype(np.float32) - np.round(expected * 255)).max() <= 1
 
 

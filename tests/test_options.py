@@ -68,7 +68,7 @@ def test_tile_overlap_must_leave_a_stride_of_8():
 
 def test_overlap_without_tiles_must_not_be_negative():
     assert InferenceOptions(tile_overlap=0).tile_overlap == 0
-    with pytest.raises(UsageError, match='--tile_overlap must be at least 0, got -1'):
+    with pytest.raises(UsageError, match='--tile_overlap -1: tile overlap must be at least 0, got -1'):
         InferenceOptions(tile_overlap=-1)
 
 

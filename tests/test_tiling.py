@@ -1,4 +1,6 @@
 """Tiled inference: tile layout, blending weights, exactness, MPRNet's tiled error, memory-driven tiling."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ import torch.nn.functional as F
 from benchmarks.tiling_measure import LiveTensorPeak, smooth_image
 from MPRNet import PRESETS
 from utils.inference import tiling
-from utils.inference.restorer import OutOfMemoryError, Restorer
+from utils.inference.restorer import OutOfMemoryError, Restorer, TilePlan
 from utils.inference.tiling import axis_weights, estimate_peak_bytes, tile_starts, tile_windows
 
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
@@ -68,7 +70,7 @@ def test_bad_tile_options_are_refused(tile, overlap):
     with pytest.raises(ValueError, match='tile'):
         tile_starts(128, tile, overlap)
     with pytest.raises(ValueError, match='tile'):
-        Restorer(PerPixel(), tile=tile, tile_overlap=overlap)
+        Restorer(PerPixel(), tiles=TilePlan(tile, overlap))
 
 
 def test_side_must_be_padded_first():
@@ -113,7 +115,7 @@ def test_tiled_equals_whole_for_a_per_pixel_model(size, tile, overlap, device):
     x = torch.rand(2, 3, *size)
     whole = Restorer(model, device)(x)
     model.largest = (0, 0)
-    tiled = Restorer(model, device, tile=tile, tile_overlap=overlap)(x)
+    tiled = Restorer(model, device, tiles=TilePlan(tile, overlap))(x)
     assert tiled.shape == x.shape
     assert (tiled - whole).abs().max().item() < 1e-6
     with torch.no_grad():
@@ -135,7 +137,7 @@ def test_mprnet_tiled_close_to_whole(tiny_model, device):
     x = smooth_image(96)
     restorer = Restorer(tiny_model, device)
     whole = restorer(x)
-    tiled = Restorer(tiny_model, device, tile=64)(x)  # default tile_overlap: 32
+    tiled = Restorer(tiny_model, device, tiles=TilePlan(64))(x)  # default tile_overlap: 32
     reframed = restorer(F.pad(x, (8, 8, 8, 8), mode='reflect'))[..., 8:-8, 8:-8]
     diff, framing = (tiled - whole).abs(), (reframed - whole).abs()
     print(f'tiled vs whole: max {diff.max():.4f} mean {diff.mean():.4f}; '
@@ -169,7 +171,7 @@ def test_auto_tiles_when_memory_is_short(monkeypatch):
     x = torch.rand(1, 3, 128, 128)
     # 0.8 of the free memory holds exactly a 64x64 tile.
     monkeypatch.setattr(tiling, 'free_memory_bytes', lambda device: 576 * 64 * 64 / 0.8)
-    restorer = Restorer(model, auto_tile=True)
+    restorer = Restorer(model, tiles=TilePlan(auto=True))
     out, how = restorer.restore(x)
     model = restorer.model  # the Restorer runs its own copy in eval mode
     assert how.tile == 64 and model.largest == (64, 64)
@@ -187,7 +189,7 @@ def test_out_of_memory_is_retried_in_tiles():
     x = torch.rand(1, 3, 128, 120)
     with pytest.raises(OutOfMemoryError):
         Restorer(model)(x)  # the exact path never tiles behind the caller's back
-    restorer = Restorer(model, auto_tile=True)
+    restorer = Restorer(model, tiles=TilePlan(auto=True))
     out, how = restorer.restore(x)
     assert how.tile == 64 and 'out of memory' in how.reason
     with torch.no_grad():
@@ -195,6 +197,16 @@ def test_out_of_memory_is_retried_in_tiles():
 
 
 def test_out_of_memory_gives_up_below_the_smallest_tile():
-    restorer = Restorer(OutOfMemoryAbove(limit=8 * 8), auto_tile=True)
+    restorer = Restorer(OutOfMemoryAbove(limit=8 * 8), tiles=TilePlan(auto=True))
     with pytest.raises(OutOfMemoryError, match='smaller tiles'):
         restorer(torch.rand(1, 3, 128, 128))
+
+
+def test_a_tile_plan_is_checked_when_it_is_made_and_cannot_change():
+    assert TilePlan() == TilePlan(None, 32, False, None)  # whole images: the exact path
+    with pytest.raises(ValueError, match='tile overlap must be at least 0, got -1'):
+        TilePlan(overlap=-1)
+    with pytest.raises(ValueError, match='memory budget must be a positive number of bytes, got 0'):
+        TilePlan(auto=True, memory_budget=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TilePlan().size = 64

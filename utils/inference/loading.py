@@ -65,8 +65,7 @@ def build_restorer(task: str, options: InferenceOptions = InferenceOptions(),
     precision, fast, mode = choose_precision(options.precision, options.fast, device)
     budget = memory_budget(options.max_memory_gb, device) if options.auto_tile else None
     model = build_model(task, path)
-    restorer = Restorer(model, device, precision=precision, fast=fast, tile=options.tile,
-                        tile_overlap=options.tile_overlap, auto_tile=options.auto_tile, memory_budget=budget,
+    restorer = Restorer(model, device, precision=precision, fast=fast, tiles=options.tile_plan(budget),
                         progress=progress, refuse_non_finite=True)
     preset = model.preset_name() or f"compact (n_feat={model.config['n_feat']})"
     return restorer, RunInfo(task, preset, path, kind, str(device), mode)

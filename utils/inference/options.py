@@ -16,13 +16,12 @@ from typing import Optional
 import torch
 
 from utils.files.weights import REPO_ROOT
-from utils.inference.tiling import check_tile_options
+from utils.inference.tiling import DEFAULT_OVERLAP, TilePlan
 
 __all__ = ['UsageError', 'PRECISION_CHOICES', 'DEFAULT_OVERLAP', 'MIN_MEMORY_GB', 'InferenceOptions']
 
 PRECISION_CHOICES = ('auto', 'fp32', 'fp16', 'bf16', 'exact')
 DEVICE_CHOICES = ('auto', 'cpu', 'cuda')
-DEFAULT_OVERLAP = 32
 MIN_MEMORY_GB = 2 ** -10  # 1 MiB: less rounds to a budget of a few bytes, which no tile fits
 EXACT_NOTE = 'note: --exact is now --precision exact (the old flag still works)'
 
@@ -71,13 +70,11 @@ class InferenceOptions:
             raise UsageError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {self.precision!r}")
         if self.precision == 'exact' and self.fast:
             raise UsageError('--precision exact means fp32 without --fast; drop one of them')
-        if self.tile is not None:
-            try:
-                check_tile_options(self.tile, self.tile_overlap)
-            except ValueError as err:
-                raise UsageError(f'--tile {self.tile} --tile_overlap {self.tile_overlap}: {err}') from err
-        elif not isinstance(self.tile_overlap, int) or self.tile_overlap < 0:
-            raise UsageError(f'--tile_overlap must be at least 0, got {self.tile_overlap}')
+        try:
+            TilePlan(self.tile, self.tile_overlap)
+        except ValueError as err:
+            given = '' if self.tile is None else f'--tile {self.tile} '
+            raise UsageError(f'{given}--tile_overlap {self.tile_overlap}: {err}') from err
         if self.max_memory_gb is not None and not (math.isfinite(self.max_memory_gb)
                                                    and self.max_memory_gb >= MIN_MEMORY_GB):
             raise UsageError(f'--max_memory must be a finite number of GB, at least {MIN_MEMORY_GB:.6g} (1 MiB), '
@@ -85,6 +82,11 @@ class InferenceOptions:
         if self.max_megapixels is not None and not _positive_finite(self.max_megapixels):
             raise UsageError('--max_megapixels must be a positive, finite number of megapixels, '
                              f'got {self.max_megapixels:g}')
+
+    def tile_plan(self, memory_budget: Optional[int] = None) -> TilePlan:
+        """The Restorer's tiling: these tiles, auto-tiling under `memory_budget` bytes (None: only
+        the device's free memory counts)."""
+        return TilePlan(self.tile, self.tile_overlap, self.auto_tile, memory_budget)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, auto_tile: bool = False, **changes) -> 'InferenceOptions':

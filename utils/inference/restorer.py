@@ -3,7 +3,7 @@
 ``Restorer`` pads to a multiple of 8, runs the model, keeps the stage-3
 output, crops back and clamps to [0, 1]. ``precision`` and ``fast`` select
 the optional speed-ups; the default (fp32, no speed-ups) is the exact path
-that reproduces the published numbers. ``tile`` / ``auto_tile`` run large
+that reproduces the published numbers. ``tiles`` (a ``TilePlan``) runs large
 images in overlapping tiles (``utils.inference.tiling``) so memory follows the tile size.
 The model passed in is never changed (a copy runs where it needs another device, eval mode or
 the fast path's layout), nor are global settings (cuDNN autotuning is on only during a call).
@@ -16,10 +16,11 @@ import torch
 
 from utils.device import has_native_bf16
 from utils.inference import tiling
+from utils.inference.tiling import TilePlan
 from utils.inference.options import PRECISION_CHOICES
 from utils.padding import MULTIPLE, crop_to, pad_to_multiple
 
-__all__ = ['Restorer', 'Restored', 'Tiling', 'PRECISIONS', 'PRECISION_CHOICES', 'choose_precision',
+__all__ = ['Restorer', 'Restored', 'Tiling', 'TilePlan', 'PRECISIONS', 'PRECISION_CHOICES', 'choose_precision',
            'OutOfMemoryError', 'NonFiniteOutputError']
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -85,16 +86,8 @@ class Restorer:
         precision: 'fp32' (exact), 'fp16' or 'bf16' autocast.
         fast: channels-last memory format, batched stage-1/2 patches and cuDNN autotuning;
             the same function computed in another order.
-        tile: run every image in overlapping tiles of this size (a multiple of 8) that are
-            blended back (``utils.inference.tiling``); None: the whole image at once.
-        tile_overlap: minimum overlap of neighbouring tiles, in pixels.
-        auto_tile: use tiles when the whole image's estimated memory exceeds the device's free
-            memory or `memory_budget` (with tile=None), and after an out-of-memory error retry
-            with tiles half the size. The tiled result differs slightly from the whole-image one
-            (see docs/USAGE.md); the exact path is the default (auto_tile=False).
-        memory_budget: bytes one image may use before auto_tile switches to tiles (None: only
-            the free memory counts). On a CPU the free memory is shared with everything else
-            on the machine, so the demo sets a few GB.
+        tiles: whole images (the default, the exact path) or tiles, fixed or where memory asks
+            (``TilePlan``).
         progress: called as progress(done, total, tiling) after each tile of a tiled image
             (`tiling`: the call's ``Tiling``).
         refuse_non_finite: raise NonFiniteOutputError when the output holds NaN or infinity,
@@ -107,19 +100,11 @@ class Restorer:
     """
 
     def __init__(self, model: torch.nn.Module, device: torch.device = torch.device('cpu'),
-                 precision: str = 'fp32', fast: bool = False, tile: Optional[int] = None,
-                 tile_overlap: int = 32, auto_tile: bool = False, memory_budget: Optional[int] = None,
-                 progress: Optional[Callable[[int, int], None]] = None, refuse_non_finite: bool = False):
+                 precision: str = 'fp32', fast: bool = False, tiles: TilePlan = TilePlan(),
+                 progress: Optional[Callable[[int, int, Tiling], None]] = None, refuse_non_finite: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if tile is not None:
-            tiling.check_tile_options(tile, tile_overlap)
-        elif not isinstance(tile_overlap, int) or tile_overlap < 0:
-            raise ValueError(f'tile overlap must be a non-negative number of pixels, got {tile_overlap}')
-        if memory_budget is not None and memory_budget <= 0:
-            raise ValueError(f'memory budget must be a positive number of bytes, got {memory_budget}')
-        self.tile, self.tile_overlap, self.auto_tile = tile, tile_overlap, auto_tile
-        self.memory_budget, self.progress, self.refuse_non_finite = memory_budget, progress, refuse_non_finite
+        self.tiles, self.progress, self.refuse_non_finite = tiles, progress, refuse_non_finite
         self.device = torch.device(device)
         self.dtype = PRECISIONS[precision]
         self.fast = fast
@@ -149,7 +134,7 @@ class Restorer:
     @torch.inference_mode()
     def restore(self, x: torch.Tensor) -> Restored:
         """The restored batch and how it was tiled."""
-        if self.tile is None and not self.auto_tile:
+        if self.tiles.size is None and not self.tiles.auto:
             x = x.to(self.device, torch.float32)
             padded, size = pad_to_multiple(x)
             return Restored(self._clamped(crop_to(self.forward_padded(padded), size)), Tiling())
@@ -180,8 +165,9 @@ class Restorer:
         need = tiling.estimate_peak_bytes(self.model, height, width, n, self._element_bytes())
         free = tiling.free_memory_bytes(self.device)
         limits = [(MEMORY_FRACTION * free, f'{free / 2**30:.1f} GiB free on {self.device}')] if free else []
-        if self.memory_budget is not None:
-            limits.append((self.memory_budget, f'the memory budget is {self.memory_budget / 2**30:.1f} GiB'))
+        cap = self.tiles.memory_budget
+        if cap is not None:
+            limits.append((cap, f'the memory budget is {cap / 2**30:.1f} GiB'))
         if need is None or not limits:
             return Tiling()
         budget, why = min(limits)
@@ -195,16 +181,16 @@ class Restorer:
         if tile is None:
             return self.forward_padded(padded.to(self.device))
         # A tile chosen here (not the caller's) keeps an overlap in proportion to its size.
-        overlap = self.tile_overlap if tile == self.tile else min(self.tile_overlap, tile // 4)
+        overlap = self.tiles.overlap if tile == self.tiles.size else min(self.tiles.overlap, tile // 4)
         progress = self.progress
         on_tile = None if progress is None else (lambda done, total: progress(done, total, how))
         return tiling.tiled_forward(lambda t: self.forward_padded(t.to(self.device)), padded, tile, overlap,
                                     on_tile=on_tile)
 
     def _forward_large(self, padded: torch.Tensor) -> Tuple[torch.Tensor, Tiling]:
-        """Whole image or tiles (explicit, or chosen for memory) and how; with auto_tile, an
+        """Whole image or tiles (explicit, or chosen for memory) and how; with tiles.auto, an
         out-of-memory error is retried with tiles half the size, down to MIN_AUTO_TILE."""
-        how = Tiling(self.tile) if self.tile is not None else self._tile_for_memory(padded)
+        how = Tiling(self.tiles.size) if self.tiles.size is not None else self._tile_for_memory(padded)
         while True:
             tile = how.tile
             side = tile or max(padded.shape[-2:])
@@ -212,7 +198,7 @@ class Restorer:
             try:
                 return self._run_tiles(padded, how), how
             except OutOfMemoryError as err:
-                if not self.auto_tile or smaller < MIN_AUTO_TILE:
+                if not self.tiles.auto or smaller < MIN_AUTO_TILE:
                     what = f'{side}x{side} tiles' if tile else 'the whole image'
                     raise OutOfMemoryError(f'out of memory on {self.device} with {what}; run on the CPU, '
                                            'at a lower precision or with smaller tiles') from err

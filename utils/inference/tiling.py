@@ -20,6 +20,7 @@ autocast), e.g. about 6,300 bytes per pixel for Deblurring, 26 GB for a 2048x204
 """
 import math
 import os
+from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -27,13 +28,16 @@ import torch
 
 from utils.padding import MULTIPLE
 
-__all__ = ['check_tile_options', 'tile_starts', 'axis_weights', 'tile_windows', 'tiled_forward',
+__all__ = ['DEFAULT_OVERLAP', 'TilePlan', 'check_tile_options', 'tile_starts', 'axis_weights', 'tile_windows', 'tiled_forward',
            'estimate_peak_bytes', 'free_memory_bytes', 'largest_tile']
 
 # Peak bytes per pixel = factor x stage-3 channels x bytes per float (measured 11.9-12.4 with
 # MPRNet.py's out-of-place operators, see the module docstring; rounded up for the allocator's
 # slack and cuDNN workspaces).
 _PEAK_FACTOR = 13
+
+
+DEFAULT_OVERLAP = 32
 
 
 def check_tile_options(tile: int, overlap: int) -> None:
@@ -43,6 +47,32 @@ def check_tile_options(tile: int, overlap: int) -> None:
     if not isinstance(overlap, int) or overlap < 0 or tile - overlap < MULTIPLE:
         raise ValueError(f'tile overlap must be between 0 and tile - {MULTIPLE} = {tile - MULTIPLE} '
                          f'(got {overlap} for tile {tile})')
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How a Restorer splits images; construction checks every field (ValueError).
+
+    size: tiles of this many pixels (a multiple of 8), blended back; None: whole images.
+    overlap: minimum overlap of neighbouring tiles, in pixels.
+    auto: with size None, tiles where the whole image's estimated memory exceeds the device's
+        free memory or `memory_budget`, and after an out-of-memory error tiles half the size.
+        The tiled result differs slightly from the whole-image one (docs/USAGE.md).
+    memory_budget: bytes one image may use before `auto` splits it (None: only the free memory
+        counts; on a CPU that is shared with everything else, so the demo sets a few GB).
+    """
+    size: Optional[int] = None
+    overlap: int = DEFAULT_OVERLAP
+    auto: bool = False
+    memory_budget: Optional[int] = None
+
+    def __post_init__(self):
+        if self.size is not None:
+            check_tile_options(self.size, self.overlap)
+        elif not isinstance(self.overlap, int) or self.overlap < 0:
+            raise ValueError(f'tile overlap must be at least 0, got {self.overlap}')
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise ValueError(f'memory budget must be a positive number of bytes, got {self.memory_budget}')
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> List[int]:
