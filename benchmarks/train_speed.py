@@ -23,6 +23,7 @@ import gc
 import math
 import multiprocessing
 import os
+import queue
 import shlex
 import statistics
 import sys
@@ -178,7 +179,17 @@ def run_processes(rows: List[Row], args: argparse.Namespace) -> List[Row]:
     workers = [context.Process(target=_worker, args=(rows, args, barrier, results)) for _ in range(args.processes)]
     for w in workers:
         w.start()
-    timed = [results.get() for _ in workers]
+    timed = []
+    while len(timed) < len(workers):
+        try:
+            timed.append(results.get(timeout=1.0))
+        except queue.Empty:
+            failed = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if failed:  # the others would wait at the barrier for ever
+                for w in workers:
+                    w.terminate()
+                raise SystemExit(f'error: a benchmark process ended with exit code {failed[0]}; '
+                                 'run without --processes to see its error')
     for w in workers:
         w.join()
     combined = []

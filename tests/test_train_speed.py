@@ -71,3 +71,13 @@ def test_two_processes_time_the_same_rows_and_sum_their_images(tiny_config, tmp_
     # both processes ran equally fast), whatever the machine's load.
     assert rows[0].images_per_s >= 2 * 2 / (rows[0].step_ms / 1e3) * (1 - 1e-9)
     assert '2 processes of 1 thread(s) at once' in (tmp_path / 'r.md').read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.benchmark
+def test_a_process_that_fails_ends_the_run_instead_of_leaving_the_others_waiting(tmp_path):
+    bad = tmp_path / 'bad.yml'
+    bad.write_text('MODEL:\n  NOT_A_KEY: 1\n')  # refused by load_config, which only the workers call
+    with pytest.raises(SystemExit, match='a benchmark process ended with exit code 1'):
+        load_benchmark().main(['--device', 'cpu', '--config', str(bad), '--tasks', 'Deraining', '--batch', '2',
+                               '--patch', '16', '--settings', 'fp32', '--processes', '2'])
