@@ -26,6 +26,11 @@ import tempfile
 import traceback
 from typing import List, Optional
 
+# Before PyTorch loads its OpenMP runtime: idle threads sleep instead of spinning. On a machine
+# that is busy with other work, spinning threads made a run several times slower (measured in
+# docs/PERFORMANCE.md); alone on a machine the time is the same. OMP_WAIT_POLICY set by the user wins.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
 from MPRNet import PRESETS
 from utils.allocator import keep_freed_memory
 from utils.files.image_io import IMAGE_EXTENSIONS

@@ -23,6 +23,11 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
+# Before PyTorch loads its OpenMP runtime: idle threads sleep instead of spinning. On a machine
+# that is busy with other work, spinning threads made a run several times slower (measured in
+# docs/PERFORMANCE.md); alone on a machine the time is the same. OMP_WAIT_POLICY set by the user wins.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
 from tqdm import tqdm
 
 from utils.files.weights import WEIGHT_CHOICES

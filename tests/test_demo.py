@@ -1,5 +1,7 @@
 """demo.py end to end on CPU with a tiny model saved in our checkpoint format."""
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -219,3 +221,31 @@ def test_a_result_that_appears_after_planning_is_kept(tmp_path, weights, capsys,
     assert run_demo('--task', 'Deblurring', '--input_dir', folder, '--result_dir', out, '--weights', weights,
                     '--overwrite') == 0
     assert cv2.imread(str(out / 'b.png')).shape == (8, 8, 3)
+
+
+# Records OMP_WAIT_POLICY at the moment PyTorch (and with it its OpenMP runtime) is first imported.
+_SPY_ON_TORCH = '''
+import importlib.abc, os, sys
+seen = []
+class Spy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == 'torch' and not seen:
+            seen.append(os.environ.get('OMP_WAIT_POLICY'))
+sys.meta_path.insert(0, Spy())
+import {module}
+print(seen[0])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('module', ['demo', 'app'])
+@pytest.mark.parametrize('given,expected', [(None, 'PASSIVE'), ('ACTIVE', 'ACTIVE')])
+def test_openmp_threads_sleep_when_idle_from_before_torch_loads(module, given, expected):
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_WAIT_POLICY'}
+    if given:
+        env['OMP_WAIT_POLICY'] = given  # the user's choice wins
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, '-c', _SPY_ON_TORCH.format(module=module)], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == expected
