@@ -162,7 +162,7 @@ def run_row(row: Row, device: torch.device, warmup: int, steps: int, repeats: in
 
 def _worker(rows: List[Row], args: argparse.Namespace, barrier, results) -> None:
     """One of --processes: its own threads, every row started together with the other processes."""
-    torch.set_num_threads(args.threads or 1)
+    torch.set_num_threads(args.threads)  # main() made it 1 unless given
     device = torch.device('cpu')
     with tqdm(disable=True) as progress:
         for row in rows:

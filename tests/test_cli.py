@@ -140,7 +140,8 @@ def test_auto_precision_follows_the_cpu_and_fp16_on_cpu_is_refused(monkeypatch):
 
 def test_memory_budget_tiles_and_reports_progress(tiny_model):
     seen = []
-    restorer = Restorer(tiny_model, tiles=TilePlan(auto=True, memory_budget=1), progress=lambda d, t, _: seen.append((d, t)))
+    restorer = Restorer(tiny_model, tiles=TilePlan(auto=True, memory_budget=1),
+                        progress=lambda d, t, _: seen.append((d, t)))
     out, tiling = restorer.restore(torch.rand(1, 3, 200, 136))
     assert out.shape == (1, 3, 200, 136)
     assert tiling.tile == 64 and 'memory budget' in tiling.reason

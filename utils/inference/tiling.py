@@ -28,8 +28,8 @@ import torch
 
 from utils.padding import MULTIPLE
 
-__all__ = ['DEFAULT_OVERLAP', 'TilePlan', 'check_tile_options', 'tile_starts', 'axis_weights', 'tile_windows', 'tiled_forward',
-           'estimate_peak_bytes', 'free_memory_bytes', 'largest_tile']
+__all__ = ['DEFAULT_OVERLAP', 'TilePlan', 'check_tile_options', 'tile_starts', 'axis_weights', 'tile_windows',
+           'tiled_forward', 'estimate_peak_bytes', 'free_memory_bytes', 'largest_tile']
 
 # Peak bytes per pixel = factor x stage-3 channels x bytes per float (measured 11.9-12.4 with
 # MPRNet.py's out-of-place operators, see the module docstring; rounded up for the allocator's
