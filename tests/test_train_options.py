@@ -239,3 +239,26 @@ def test_bad_values_are_refused_before_training(data_root, tmp_path, key, value,
 def test_defaults_leave_the_published_recipe_alone():
     cfg = load_config(os.path.join(ROOT, 'Deblurring', 'training.yml'))
     assert (cfg.OPTIM.CLIP_GRAD, cfg.OPTIM.ACCUM_STEPS, cfg.OPTIM.EMA) == (0.0, 1, 0.0)
+
+
+def test_init_widen_starts_a_wider_model_at_the_narrow_models_output(data_root, tmp_path):
+    torch.manual_seed(4)
+    narrow = MPRNet(**TINY).eval()
+    path = str(tmp_path / 'narrow.pth')
+    torch.save({'state_dict': narrow.state_dict(), 'model_config': dict(narrow.config)}, path)
+    wider = ['MODEL.N_FEAT', 12, 'MODEL.SCALE_UNETFEATS', 8, 'OPTIM.EMA', 0.9]
+    with pytest.raises(Exception, match='does not fit'):  # without the option: refused, as before
+        trainer_for(data_root, tmp_path, *wider).init_weights(path)
+    trainer = trainer_for(data_root, tmp_path, *wider)
+    trainer.init_weights(path, widen=True)
+    assert trainer.model.shallow_feat1[0].weight.shape[0] == 12
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        expected = narrow(x)[0]
+        for model in (trainer.model.eval(), trainer.ema.model):  # the weight average starts there too
+            torch.testing.assert_close(model(x)[0], expected, rtol=0, atol=1e-5)
+
+
+def test_init_widen_without_init_weights_is_refused(data_root, tmp_path):
+    with pytest.raises(ConfigError, match='INIT_WIDEN True widens the weights of TRAINING.INIT_WEIGHTS'):
+        fit(make_cfg(data_root, tmp_path, 'TRAINING.INIT_WIDEN', True), 'cpu')

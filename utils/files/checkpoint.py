@@ -26,8 +26,8 @@ from utils.files.atomic import write_atomically
 
 __all__ = ['OFFICIAL_WEIGHTS_URL', 'CheckpointMismatchError', 'CheckpointReadError', 'load_checkpoint_file', 'extract_state_dict',
            'load_weights', 'build_model', 'save_atomic', 'preset_shapes', 'guess_preset', 'recorded_task',
-           'check_task', 'check_model_config', 'check_fits', 'MODEL_CONFIG_LIMITS', 'is_safetensors',
-           'safetensors_bytes']
+           'check_task', 'check_model_config', 'check_fits', 'check_finite', 'MODEL_CONFIG_LIMITS',
+           'is_safetensors', 'safetensors_bytes']
 
 OFFICIAL_WEIGHTS_URL = 'https://github.com/swz30/MPRNet#pretrained-models (Google Drive links per task)'
 _PREFIXES = ('module.', '_orig_mod.')
@@ -202,13 +202,13 @@ def load_weights(model: MPRNet, source: Any, source_name: str = 'checkpoint') ->
         source = load_checkpoint_file(source_name)
     state = extract_state_dict(source)
     check_fits(model, state, source_name)
-    _check_finite(state, source_name)
+    check_finite(state, source_name)
     # The one shared PReLU sits under every block's key; each copy lands in the same parameter.
     model.load_state_dict(state, strict=True)
     return model
 
 
-def _check_finite(state: Mapping[str, torch.Tensor], source_name: str) -> None:
+def check_finite(state: Mapping[str, torch.Tensor], source_name: str) -> None:
     """CheckpointReadError naming the first tensor that holds NaN or infinity."""
     for key, value in state.items():
         if value.is_floating_point() and not torch.isfinite(value).all():

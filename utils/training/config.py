@@ -69,6 +69,7 @@ def get_default_config() -> CN:
     c.TRAINING.VAL_EPOCHS = []     # ours: extra epochs that validate whatever VAL_AFTER_EVERY says
     c.TRAINING.RESUME = False
     c.TRAINING.INIT_WEIGHTS = ''   # ours: a new run starts from these weights (fine-tuning); a resume ignores it
+    c.TRAINING.INIT_WIDEN = False  # ours: INIT_WEIGHTS may be a narrower MPRNet; it becomes the leading channels
     c.TRAINING.TRAIN_PS = 256
     c.TRAINING.VAL_PS = 256        # None (null) validates whole images
     c.TRAINING.TRAIN_DIR = './Datasets/GoPro/train'  # published as one folder; ours: a list pools their pairs

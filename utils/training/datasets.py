@@ -99,6 +99,9 @@ def check_training_options(cfg) -> None:
     if t.INIT_WEIGHTS and not os.path.isfile(t.INIT_WEIGHTS):
         raise ConfigError(f'TRAINING.INIT_WEIGHTS: no file {t.INIT_WEIGHTS} (give a checkpoint or released weights '
                           "to fine-tune from, or '' to start from random weights)")
+    if t.INIT_WIDEN and not t.INIT_WEIGHTS and not t.RESUME:
+        raise ConfigError('TRAINING.INIT_WIDEN True widens the weights of TRAINING.INIT_WEIGHTS, which is empty: '
+                          'give the narrower checkpoint to start from, or set TRAINING.INIT_WIDEN False')
     if t.VAL_PS is not None and t.VAL_PS < 0:
         raise ConfigError(f'TRAINING.VAL_PS must be positive, or null for whole images; got {t.VAL_PS}')
 

@@ -187,8 +187,9 @@ def _train(cfg, device: torch.device, dist_info: DistInfo, resume: Optional[str]
                  f'(best PSNR {trainer.best_psnr:.4f} at epoch {trainer.best_epoch})')
     elif cfg.TRAINING.INIT_WEIGHTS:
         # Weights only: optimizer, schedule and epoch start afresh, as fine-tuning wants.
-        trainer.init_weights(cfg.TRAINING.INIT_WEIGHTS)
-        log.line(f'started from the weights of {cfg.TRAINING.INIT_WEIGHTS}')
+        trainer.init_weights(cfg.TRAINING.INIT_WEIGHTS, widen=cfg.TRAINING.INIT_WIDEN)
+        how = ', widened to this model (TRAINING.INIT_WIDEN)' if cfg.TRAINING.INIT_WIDEN else ''
+        log.line(f'started from the weights of {cfg.TRAINING.INIT_WEIGHTS}{how}')
     num_epochs, steps = cfg.OPTIM.NUM_EPOCHS, len(train_loader)
     pairs = len(train_loader.dataset)
     batch = min(cfg.OPTIM.BATCH_SIZE, pairs)

@@ -30,6 +30,7 @@ from utils.inference.restorer import Restorer
 from utils.training.distributed import DistInfo, all_reduce_sum
 from utils.training.ema import WeightAverage
 from utils.training.schedule import WarmupCosineSchedule
+from utils.training.widen import load_widened
 from utils.training.seeding import capture_rng_state, derive_seed, restore_rng_state
 
 __all__ = ['NonFiniteLossError', 'CheckpointWriteError', 'AMP_CHOICES', 'resolve_amp', 'model_kwargs_from_config',
@@ -224,9 +225,16 @@ class Trainer:
             loss_sum += loss.detach().float()
         return loss_sum
 
-    def init_weights(self, path: str) -> None:
-        """Start from a file's weights (TRAINING.INIT_WEIGHTS), the weight average with them."""
-        load_weights(self.model, path)
+    def init_weights(self, path: str, widen: bool = False) -> None:
+        """Start from a file's weights (TRAINING.INIT_WEIGHTS), the weight average with them.
+
+        With `widen` (TRAINING.INIT_WIDEN) the file may hold a narrower MPRNet, embedded so that
+        the model still computes the narrower one's output (utils/training/widen.py).
+        """
+        if widen:
+            load_widened(self.model, path)
+        else:
+            load_weights(self.model, path)
         if self.ema is not None:
             self.ema.reset(self.model)
 
