@@ -438,3 +438,21 @@ def test_bundled_samples_match_the_script():
     assert sum(os.path.getsize(path) for path in files.values()) < 1.5e6
     for path in files.values():
         assert max(cv2.imread(path).shape[:2]) == make_samples.LONG_SIDE
+
+
+def test_rain_ranges_set_where_density_and_intensity_are_drawn():
+    # A range of one value draws that value: the result equals rain given that value, once the
+    # draw's one uniform number is consumed by hand (density is drawn first, intensity after
+    # angle, length and width, which are given here).
+    img = np.full((96, 96, 3), 0.3, np.float32)
+    fixed = dict(angle=10.0, length=20.0, width=1.5, blend='add')
+    by_range = add_rain(img, np.random.default_rng(7), **fixed, density_range=(0.004, 0.004),
+                        intensity_range=(0.5, 0.5))
+    rng = np.random.default_rng(7)
+    rng.uniform(), rng.uniform()  # the two draws the ranges make
+    assert np.array_equal(by_range, add_rain(img, rng, **fixed, density=0.004, intensity=0.5))
+    # and heavier ranges mean more rain: the mean streak light added on a dark grey, over seeds
+    light = np.mean([add_rain(img, np.random.default_rng(s), **fixed) - img for s in range(8)])
+    heavy = np.mean([add_rain(img, np.random.default_rng(s), **fixed, density_range=(0.01, 0.02),
+                              intensity_range=(0.9, 1.0)) - img for s in range(8)])
+    assert heavy > 3 * light

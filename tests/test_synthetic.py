@@ -430,3 +430,18 @@ def test_every_source_failing_is_exit_1(tmp_path, monkeypatch):
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stderr[-2000:]
     assert 'packages skipped: mate-backgrounds' in run.stdout
+
+
+def test_degradation_params_reach_the_rain(photo_dir):
+    # The training and validation pairs pass `params` to the degradation: the same draws with a
+    # range of one heavy value put far more rain on the patch than the default ranges.
+    heavy = dict(density_range=(0.05, 0.05), intensity_range=(1.0, 1.0))
+
+    def rain_amount(**params):
+        data = get_synthetic_validation_data(photo_dir, 'derain', PS, seed=3, **params)
+        target, degraded, _ = data[0]
+        return (degraded - target).abs().mean().item()
+
+    assert rain_amount(params=heavy) > 3 * rain_amount()
+    train = get_synthetic_training_data(photo_dir, 'derain', PS, seed=3, params=heavy)
+    assert train.params == heavy

@@ -372,6 +372,8 @@ def test_a_photo_folder_holding_the_held_out_splits_is_refused(tmp_path, capsys)
     ('TRAINING.VAL_PER_EPOCH', 0, 'at least 1'),
     ('TRAINING.VAL_EPOCHS', '[3, -1]', 'epochs of at least 1'),
     ('TRAINING.SEED', -1, 'from 0 to 2**32 - 1'),
+    ('TRAINING.RAIN_DENSITY', '[0.0, 0.01]', 'streaks per pixel, each in (0, 1]'),
+    ('TRAINING.RAIN_INTENSITY', '[0.5, 1.5]', 'opacities, each in (0, 1]'),
 ])
 def test_every_numeric_option_has_a_checked_range(root, capsys, key, value, words):
     err = refused(capsys, argv(root, key, value), f'{key} must be {words}', ', got ')
@@ -435,3 +437,14 @@ def test_a_patch_larger_than_every_training_image_gets_a_note(root, capsys):
     load_train_script().main(argv(root, 'MODEL.SESSION', 'fits'))  # 16-px patches fit: no note
     out = capsys.readouterr()
     assert 'larger than every training image' not in out.out + out.err
+
+
+@pytest.mark.parametrize('extra, fragments', [
+    (['TRAINING.RAIN_DENSITY', '[0.01, 0.001]'], ['TRAINING.RAIN_DENSITY must be [low, high] with low <= high']),
+    (['TRAINING.RAIN_INTENSITY', '[0.5]'], ['TRAINING.RAIN_INTENSITY must be [low, high]']),
+    # paired data, no synthetic rain: the option would be ignored
+    (['TRAINING.RAIN_DENSITY', '[0.001, 0.02]'], ["it does nothing with TRAINING.SYNTHETIC ''"]),
+])
+def test_rain_ranges_are_checked(root, capsys, extra, fragments):
+    refused(capsys, argv(root, *extra), *fragments)
+    assert no_checkpoint(root)

@@ -91,17 +91,19 @@ def varied_rain_layer(shape: Tuple[int, int], rng: np.random.Generator, density:
 def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float] = None,
              angle: Optional[float] = None, length: Optional[float] = None, width: Optional[float] = None,
              intensity: Optional[float] = None, blend: Optional[str] = None, over_prob: float = OVER_PROB,
-             add_prob: float = ADD_PROB, colour: Optional[float] = None, classic: bool = False) -> np.ndarray:
+             add_prob: float = ADD_PROB, colour: Optional[float] = None, classic: bool = False,
+             density_range: Tuple[float, float] = DENSITY_RANGE,
+             intensity_range: Tuple[float, float] = INTENSITY_RANGE) -> np.ndarray:
     """Synthetic rain: sparse noise -> motion-blurred lines around one common angle -> composited
     over the photo.
 
     Args:
-        density: streaks per pixel; drawn log-uniformly from DENSITY_RANGE if None (raised to
+        density: streaks per pixel; drawn log-uniformly from `density_range` if None (raised to
             MIN_STREAKS / (H W) on images too small to expect that many).
         angle: common streak angle in degrees from vertical; drawn from U(-30, 30) if None.
         length: common streak length in pixels; drawn from LENGTH_RANGE if None.
         width: streak width in pixels; drawn from WIDTH_RANGE if None.
-        intensity: brightness (or opacity) of a saturated streak; drawn from INTENSITY_RANGE if None.
+        intensity: brightness (or opacity) of a saturated streak; drawn from `intensity_range` if None.
         blend: how the streak layer r meets the photo v:
             'screen': v + r (1 - v), light added, never past white (only brightens);
             'add': v + r, clipped (Rain100L/Rain100H-style synthesis O = clip(B + R));
@@ -112,6 +114,9 @@ def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float]
         classic: the first generator of this project, kept for the bundled samples: density U(0.0005,
             0.006), length U(8, 30), and one layer (``rain_layer``) of a single angle, width and
             opacity range; otherwise the layer is a ``varied_rain_layer``.
+        density_range, intensity_range: where density and intensity are drawn from (the defaults,
+            DENSITY_RANGE and INTENSITY_RANGE, are what the shipped Deraining model first trained on;
+            TRAINING.RAIN_DENSITY and TRAINING.RAIN_INTENSITY set them for a training run).
 
     Time per draw, one core, best of 3 x 100 draws: 1.6 ms for a 96x96 patch with its 16 px of
     context (128x128), 3.4 ms for 160x160 (192x192); the shared machine has shown up to 3x that
@@ -124,7 +129,7 @@ def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float]
     if blend not in ('screen', 'add', 'over'):
         raise ValueError(f"blend must be 'screen', 'add' or 'over', got {blend!r}")
     if density is None:
-        low, high = (0.0005, 0.006) if classic else DENSITY_RANGE
+        low, high = (0.0005, 0.006) if classic else density_range
         # The classic draw was uniform; the new one is log-uniform, as light rain as likely as heavy.
         density = rng.uniform(low, high) if classic else math.exp(rng.uniform(math.log(low), math.log(high)))
         if not classic:
@@ -134,7 +139,7 @@ def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float]
     angle = uniform(rng, angle, (-30.0, 30.0))
     length = uniform(rng, length, (8.0, 30.0) if classic else LENGTH_RANGE)
     width = uniform(rng, width, WIDTH_RANGE)
-    intensity = uniform(rng, intensity, INTENSITY_RANGE)
+    intensity = uniform(rng, intensity, intensity_range)
     layer = rain_layer if classic else varied_rain_layer
     rain = layer(img.shape[:2], rng, float(density), angle, length, width, intensity)[:, :, None]
     if blend == 'over':

@@ -21,7 +21,7 @@ patch border still come from real neighbouring pixels.
 """
 import os
 import random
-from typing import List, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -77,8 +77,10 @@ def _check_seed(seed) -> int:
 class _PhotoPairs(Dataset):
     """Shared part: the photo list, reading, and degrading a patch with context."""
 
-    def __init__(self, photo_dir: str, kind: str, patch_size: Optional[int], seed: int, allow_none: bool):
+    def __init__(self, photo_dir: str, kind: str, patch_size: Optional[int], seed: int, allow_none: bool,
+                 params: Optional[Mapping[str, Any]] = None):
         super().__init__()
+        self.params = dict(params or {})  # keyword arguments of the degradation (e.g. add_rain's ranges)
         self.photo_dir = photo_dir
         self.kind = _check_kind(kind)
         self.patch_size = check_patch_size(patch_size, allow_none)
@@ -120,7 +122,7 @@ class _PhotoPairs(Dataset):
         height, width = photo.shape[:2]
         y0, x0 = max(top - self.margin, 0), max(left - self.margin, 0)
         y1, x1 = min(top + h + self.margin, height), min(left + w + self.margin, width)
-        degraded = degrade(np.ascontiguousarray(photo[y0:y1, x0:x1]), self.kind, rng)
+        degraded = degrade(np.ascontiguousarray(photo[y0:y1, x0:x1]), self.kind, rng, **self.params)
         dy, dx = top - y0, left - x0
         return torch.stack([image_to_tensor(photo[top:top + h, left:left + w]),
                             image_to_tensor(degraded[dy:dy + h, dx:dx + w])])
@@ -133,8 +135,9 @@ class SyntheticTrainingData(_PhotoPairs):
     patches from each photo (a folder of 100 photos is otherwise a 6-step epoch).
     """
 
-    def __init__(self, photo_dir: str, kind: str, patch_size: int, seed: int, crops_per_photo: int = 1):
-        super().__init__(photo_dir, kind, patch_size, seed, allow_none=False)
+    def __init__(self, photo_dir: str, kind: str, patch_size: int, seed: int, crops_per_photo: int = 1,
+                 params: Optional[Mapping[str, Any]] = None):
+        super().__init__(photo_dir, kind, patch_size, seed, allow_none=False, params=params)
         if isinstance(crops_per_photo, bool) or not isinstance(crops_per_photo, int) or crops_per_photo < 1:
             raise ValueError(f'crops_per_photo must be a positive integer, got {crops_per_photo!r}')
         self.crops_per_photo = crops_per_photo
@@ -160,8 +163,9 @@ class SyntheticValidationData(_PhotoPairs):
     """Fixed validation pairs: the centre ps x ps crop (whole photos with patch_size None),
     degraded with a Generator seeded by (seed, index). Items (target, input, filename)."""
 
-    def __init__(self, photo_dir: str, kind: str, patch_size: Optional[int], seed: int):
-        super().__init__(photo_dir, kind, patch_size, seed, allow_none=True)
+    def __init__(self, photo_dir: str, kind: str, patch_size: Optional[int], seed: int,
+                 params: Optional[Mapping[str, Any]] = None):
+        super().__init__(photo_dir, kind, patch_size, seed, allow_none=True, params=params)
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -176,13 +180,14 @@ class SyntheticValidationData(_PhotoPairs):
         return pair[0], pair[1], self.photo_name(index)
 
 
-def get_synthetic_training_data(photo_dir: str, kind: str, patch_size: int, seed: int,
-                                crops_per_photo: int = 1) -> SyntheticTrainingData:
-    """Random (target, input, filename) training pairs made from the photos in `photo_dir` (recursive)."""
-    return SyntheticTrainingData(photo_dir, kind, patch_size, seed, crops_per_photo)
+def get_synthetic_training_data(photo_dir: str, kind: str, patch_size: int, seed: int, crops_per_photo: int = 1,
+                                params: Optional[Mapping[str, Any]] = None) -> SyntheticTrainingData:
+    """Random (target, input, filename) training pairs made from the photos in `photo_dir` (recursive);
+    `params` go to the degradation (``degrade``)."""
+    return SyntheticTrainingData(photo_dir, kind, patch_size, seed, crops_per_photo, params)
 
 
-def get_synthetic_validation_data(photo_dir: str, kind: str, patch_size: Optional[int],
-                                  seed: int) -> SyntheticValidationData:
+def get_synthetic_validation_data(photo_dir: str, kind: str, patch_size: Optional[int], seed: int,
+                                  params: Optional[Mapping[str, Any]] = None) -> SyntheticValidationData:
     """Fixed (target, input, filename) validation pairs from the photos in `photo_dir` (recursive)."""
-    return SyntheticValidationData(photo_dir, kind, patch_size, seed)
+    return SyntheticValidationData(photo_dir, kind, patch_size, seed, params)

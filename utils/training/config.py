@@ -12,6 +12,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import yaml
 from yacs.config import CfgNode as CN
 
+from utils.data.rain import DENSITY_RANGE, INTENSITY_RANGE
 from utils.errors import ConfigError  # defined without yacs/yaml so that losses.py can raise it
 from utils.padding import MULTIPLE
 
@@ -79,6 +80,8 @@ def get_default_config() -> CN:
     c.TRAINING.MIXUP_FROM_EPOCH = 0       # ours: MixUp from this epoch on (Denoising: 6); 0 = never
     c.TRAINING.SYNTHETIC = ''      # ours: '' = paired folders; deblur | derain | denoise = pairs made on the fly
     c.TRAINING.CROPS_PER_PHOTO = 1  # ours, SYNTHETIC only: patches drawn from each photo per epoch
+    c.TRAINING.RAIN_DENSITY = list(DENSITY_RANGE)      # ours, SYNTHETIC derain only: streaks per pixel, [low, high]
+    c.TRAINING.RAIN_INTENSITY = list(INTENSITY_RANGE)  # ours, SYNTHETIC derain only: streak opacity, [low, high]
     c.TRAINING.SCAN_DATA = True    # ours: read every image header at start (pairs agree in size); False skips
     c.TRAINING.NUM_WORKERS = 8     # ours: DataLoader workers per process
     c.TRAINING.VAL_BATCH_SIZE = 16  # ours
@@ -102,6 +105,8 @@ OPTION_RANGES: Tuple[Tuple[str, Callable[[float, CN], bool], str], ...] = (
     ('MODEL.SCALE_UNETFEATS', lambda v, c: 0 <= v <= _WIDTH_LIMIT, f"0 (the preset's) or up to {_WIDTH_LIMIT}"),
     ('MODEL.SCALE_ORSNETFEATS', lambda v, c: 0 <= v <= _WIDTH_LIMIT, f"0 (the preset's) or up to {_WIDTH_LIMIT}"),
     ('MODEL.NUM_CAB', lambda v, c: 1 <= v <= 64, 'from 1 to 64'),
+    ('TRAINING.RAIN_DENSITY', lambda v, c: 0 < v <= 1, 'streaks per pixel, each in (0, 1]'),
+    ('TRAINING.RAIN_INTENSITY', lambda v, c: 0 < v <= 1, 'opacities, each in (0, 1]'),
     ('OPTIM.BATCH_SIZE', lambda v, c: v >= 1, 'at least 1'),
     ('OPTIM.NUM_EPOCHS', lambda v, c: v >= 1, 'at least 1'),
     ('OPTIM.LR_INITIAL', lambda v, c: v > 0, 'positive'),

@@ -4,7 +4,7 @@ scanned first (utils/data/data_check.py), and the loaders that shard and seed th
 Option values that would fail only mid-run are checked here before anything is built.
 """
 import os
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
@@ -12,6 +12,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSamp
 from dataset_RGB import get_training_data, get_validation_data
 from utils.data.data_check import patch_note, scan_images, scan_pairs
 from utils.data.photos import HELD_OUT_SPLITS
+from utils.data.rain import DENSITY_RANGE, INTENSITY_RANGE
 from utils.data.synthetic import get_synthetic_training_data, get_synthetic_validation_data
 from utils.errors import ConfigError
 from utils.training.config import check_option_ranges, train_dirs
@@ -65,8 +66,9 @@ def build_datasets(cfg, notes: Optional[List[str]] = None) -> Tuple[Dataset, Dat
             raise ConfigError('TRAINING.TRAIN_DIR lists several folders, which pools paired data; with '
                               'TRAINING.SYNTHETIC give one folder of clean photos')
         _check_no_held_out_inside(folders[0])
-        parts = [get_synthetic_training_data(folders[0], t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO)]
-        val = get_synthetic_validation_data(t.VAL_DIR, t.SYNTHETIC, val_ps, t.SEED)
+        params = synthetic_params(cfg)
+        parts = [get_synthetic_training_data(folders[0], t.SYNTHETIC, t.TRAIN_PS, t.SEED, t.CROPS_PER_PHOTO, params)]
+        val = get_synthetic_validation_data(t.VAL_DIR, t.SYNTHETIC, val_ps, t.SEED, params)
     else:
         options = {'patch_size': t.TRAIN_PS, 'saturation_jitter': t.SATURATION_JITTER}
         parts = [get_training_data(folder, options) for folder in folders]
@@ -92,6 +94,24 @@ def build_datasets(cfg, notes: Optional[List[str]] = None) -> Tuple[Dataset, Dat
     return (parts[0] if len(parts) == 1 else ConcatDataset(parts)), val
 
 
+def synthetic_params(cfg) -> Dict[str, Tuple[float, float]]:
+    """The degradation's keyword arguments set by the config: add_rain's ranges for SYNTHETIC derain.
+    ConfigError for a range that is not [low, high], or one set for another degradation (it would
+    be ignored)."""
+    t = cfg.TRAINING
+    ranges = {'density_range': ('TRAINING.RAIN_DENSITY', t.RAIN_DENSITY, DENSITY_RANGE),
+              'intensity_range': ('TRAINING.RAIN_INTENSITY', t.RAIN_INTENSITY, INTENSITY_RANGE)}
+    params = {}
+    for arg, (key, value, default) in ranges.items():
+        if len(value) != 2 or value[0] > value[1]:
+            raise ConfigError(f'{key} must be [low, high] with low <= high, got {list(value)}')
+        if t.SYNTHETIC != 'derain' and tuple(value) != tuple(default):
+            raise ConfigError(f"{key} shapes synthetic rain; it does nothing with TRAINING.SYNTHETIC {t.SYNTHETIC!r}: "
+                              f'leave it at {list(default)} or train with TRAINING.SYNTHETIC derain')
+        params[arg] = (float(value[0]), float(value[1]))
+    return params if t.SYNTHETIC == 'derain' else {}
+
+
 def check_training_options(cfg) -> None:
     """Option values that would only fail later (after the first batch, or mid-epoch), checked at start."""
     t = cfg.TRAINING
@@ -102,6 +122,7 @@ def check_training_options(cfg) -> None:
     if t.INIT_WIDEN and not t.INIT_WEIGHTS and not t.RESUME:
         raise ConfigError('TRAINING.INIT_WIDEN True widens the weights of TRAINING.INIT_WEIGHTS, which is empty: '
                           'give the narrower checkpoint to start from, or set TRAINING.INIT_WIDEN False')
+    synthetic_params(cfg)
     if t.VAL_PS is not None and t.VAL_PS < 0:
         raise ConfigError(f'TRAINING.VAL_PS must be positive, or null for whole images; got {t.VAL_PS}')
 
