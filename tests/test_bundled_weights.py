@@ -22,8 +22,8 @@ from utils.files.weights import REPO_ROOT, bundled_path, official_paths, resolve
 pytestmark = pytest.mark.usefixtures('one_torch_thread')
 CROP = 128
 # (sample name, smallest PSNR gain in dB over the degraded crop): about half of the gains measured
-# when the weights were bundled (Deblurring 0.69 dB, Deraining 2.68 dB, Denoising 9.01 dB).
-MARGINS = {'Deblurring': ('blur_coffee', 0.3), 'Deraining': ('rain_astronaut', 1.3),
+# when the weights were bundled (Deblurring 0.83 dB, Deraining 1.67 dB, Denoising 9.07 dB).
+MARGINS = {'Deblurring': ('blur_coffee', 0.4), 'Deraining': ('rain_astronaut', 0.8),
            'Denoising': ('noise_coffee', 4.5)}
 
 
