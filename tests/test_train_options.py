@@ -17,6 +17,7 @@ from test_train import ROOT, data_root, load_folder, make_cfg, models_dir, overr
 from utils.data.data_check import DataCheckError
 from utils.evaluation.tensor_psnr import psnr_per_image
 from utils.files.image_io import write_image
+from utils.files.checkpoint import CheckpointMismatchError
 from utils.training.config import ConfigError, load_config
 from utils.training.datasets import build_datasets
 from utils.training.ema import WeightAverage
@@ -247,7 +248,7 @@ def test_init_widen_starts_a_wider_model_at_the_narrow_models_output(data_root, 
     path = str(tmp_path / 'narrow.pth')
     torch.save({'state_dict': narrow.state_dict(), 'model_config': dict(narrow.config)}, path)
     wider = ['MODEL.N_FEAT', 12, 'MODEL.SCALE_UNETFEATS', 8, 'OPTIM.EMA', 0.9]
-    with pytest.raises(Exception, match='does not fit'):  # without the option: refused, as before
+    with pytest.raises(CheckpointMismatchError, match='does not fit'):  # without the option: refused, as before
         trainer_for(data_root, tmp_path, *wider).init_weights(path)
     trainer = trainer_for(data_root, tmp_path, *wider)
     trainer.init_weights(path, widen=True)

@@ -114,9 +114,9 @@ def add_rain(img: np.ndarray, rng: np.random.Generator, density: Optional[float]
         classic: the first generator of this project, kept for the bundled samples: density U(0.0005,
             0.006), length U(8, 30), and one layer (``rain_layer``) of a single angle, width and
             opacity range; otherwise the layer is a ``varied_rain_layer``.
-        density_range, intensity_range: where density and intensity are drawn from (the defaults,
-            DENSITY_RANGE and INTENSITY_RANGE, are what the shipped Deraining model first trained on;
-            TRAINING.RAIN_DENSITY and TRAINING.RAIN_INTENSITY set them for a training run).
+        density_range, intensity_range: where density and intensity are drawn from when not given
+            (defaults DENSITY_RANGE and INTENSITY_RANGE; TRAINING.RAIN_DENSITY and
+            TRAINING.RAIN_INTENSITY set them for a training run); `classic` keeps its own density range.
 
     Time per draw, one core, best of 3 x 100 draws: 1.6 ms for a 96x96 patch with its 16 px of
     context (128x128), 3.4 ms for 160x160 (192x192); the shared machine has shown up to 3x that
